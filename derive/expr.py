@@ -1,0 +1,175 @@
+"""Matrix-level expressions: the one representation of the math.
+
+SymPy's own matrix calculus cannot express a bias row broadcast over the batch
+or an activation applied entrywise without falling into array expressions it
+then cannot print or differentiate reliably.  So the chain, the derived
+gradients and the recursive identities are trees of the small, frozen node
+types below.  Three readers walk the same trees: ``proof`` (turns them into
+explicit SymPy matrices), ``latex`` (prints them) and ``codegen`` (emits numpy).
+
+Shape convention (the seed's row convention): a batch is m rows; X is
+m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+
+class Expr:
+    """Base of all matrix-level nodes."""
+
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+
+@dataclass(frozen=True)
+class Var(Expr):
+    """A named matrix: an input, a parameter, a stored intermediate or a delta.
+
+    ``kind`` is one of X, Y, W, b, z, a, delta, G (an arbitrary upstream
+    gradient used by the step lemma); ``layer`` is its layer index, if any.
+    """
+
+    kind: str
+    layer: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.layer is None else f"{self.kind}{self.layer}"
+
+
+@dataclass(frozen=True)
+class MatMul(Expr):
+    """Matrix product ``left @ right``."""
+
+    left: Expr
+    right: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Add(Expr):
+    """``left + right``; a one-row ``right`` is added to every row (bias)."""
+
+    left: Expr
+    right: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Hadamard(Expr):
+    """Entrywise product ``left ⊙ right``."""
+
+    left: Expr
+    right: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Transpose(Expr):
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class SumRows(Expr):
+    """``1ᵀ arg``: the sum over the batch, a one-row matrix."""
+
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Activate(Expr):
+    """The activation of ``layer`` applied entrywise: ``a(arg)``."""
+
+    layer: int
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class ActivateDeriv(Expr):
+    """The activation's derivative applied entrywise: ``a'(arg)``."""
+
+    layer: int
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Loss(Expr):
+    """The scalar loss of prediction ``pred`` against target ``target``."""
+
+    pred: Expr
+    target: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.pred, self.target)
+
+
+@dataclass(frozen=True)
+class LossGrad(Expr):
+    """The loss's gradient with respect to the prediction, ``∂L/∂Ŷ``."""
+
+    pred: Expr
+    target: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.pred, self.target)
+
+
+def rebuild(expr: Expr, children: tuple[Expr, ...]) -> Expr:
+    """Return ``expr`` with its children replaced, in order."""
+    if isinstance(expr, Var):
+        return expr
+    fields = list(expr.__dataclass_fields__)
+    values = []
+    it = iter(children)
+    for field in fields:
+        value = getattr(expr, field)
+        values.append(next(it) if isinstance(value, Expr) else value)
+    return type(expr)(*values)
+
+
+def substitute(expr: Expr, mapping: Mapping[Var, Expr]) -> Expr:
+    """Replace every occurrence of the given variables."""
+    if isinstance(expr, Var):
+        return mapping.get(expr, expr)
+    return rebuild(expr, tuple(substitute(c, mapping) for c in expr.children()))
+
+
+def map_layers(expr: Expr, shift: Callable[[int], int]) -> Expr:
+    """Renumber every layer index in ``expr`` (used to instantiate lemmas)."""
+    if isinstance(expr, Var):
+        return expr if expr.layer is None else Var(expr.kind, shift(expr.layer))
+    new = rebuild(expr, tuple(map_layers(c, shift) for c in expr.children()))
+    if isinstance(new, (Activate, ActivateDeriv)):
+        return type(new)(shift(new.layer), new.arg)
+    return new
+
+
+def variables(expr: Expr) -> set[Var]:
+    """Every variable the expression reads."""
+    if isinstance(expr, Var):
+        return {expr}
+    out: set[Var] = set()
+    for child in expr.children():
+        out |= variables(child)
+    return out

@@ -1,0 +1,90 @@
+"""The network as a composition of functions, the seed's f_0 ... f_{2L+1}.
+
+For sizes (n_0, ..., n_L) the chain is
+
+    f_0 = X,  f_{2l-1} = z_l = f_{2l-2} W_l + b_l,  f_{2l} = a_l = a(z_l),
+    f_{2L+1} = L(f_{2L}, Y)
+
+One ``Network`` holds it; the derivation, the proof, the LaTeX and the code
+generator all read this one object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .catalog import Activation, LossFunction
+from .expr import Activate, Add, Expr, Loss, MatMul, Var
+
+
+@dataclass(frozen=True)
+class Step:
+    """One link of the chain: ``target = expr``; ``index`` is k in f_k."""
+
+    index: int
+    target: Var
+    expr: Expr
+
+
+LOSS = Var("L")
+X = Var("a", 0)
+Y = Var("Y")
+
+
+def W(layer: int) -> Var:
+    return Var("W", layer)
+
+
+def b(layer: int) -> Var:
+    return Var("b", layer)
+
+
+def z(layer: int) -> Var:
+    return Var("z", layer)
+
+
+def a(layer: int) -> Var:
+    """The activation of ``layer``; a(0) is the input X."""
+    return Var("a", layer)
+
+
+def delta(layer: int) -> Var:
+    return Var("delta", layer)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A fully connected network: layer widths, one activation per layer, a loss."""
+
+    sizes: tuple[int, ...]
+    activations: tuple[Activation, ...]
+    loss: LossFunction
+
+    def __post_init__(self) -> None:
+        if len(self.activations) != self.depth:
+            raise ValueError(
+                f"{len(self.activations)} activations given for {self.depth} layers"
+            )
+
+    @property
+    def depth(self) -> int:
+        """L, the number of weight layers."""
+        return len(self.sizes) - 1
+
+    def activation(self, layer: int) -> Activation:
+        return self.activations[layer - 1]
+
+    def steps(self) -> list[Step]:
+        """The chain f_1 ... f_{2L+1}, in evaluation order."""
+        chain: list[Step] = []
+        for layer in range(1, self.depth + 1):
+            chain.append(
+                Step(2 * layer - 1, z(layer), Add(MatMul(a(layer - 1), W(layer)), b(layer)))
+            )
+            chain.append(Step(2 * layer, a(layer), Activate(layer, z(layer))))
+        chain.append(Step(2 * self.depth + 1, LOSS, Loss(a(self.depth), Y)))
+        return chain
+
+    def parameters(self) -> list[Var]:
+        """W_1, b_1, ..., W_L, b_L."""
+        return [v for layer in range(1, self.depth + 1) for v in (W(layer), b(layer))]

@@ -1,0 +1,425 @@
+"""Exact verification of the derived identities against SymPy's scalar ``diff``.
+
+Method: give every matrix small, non-square, explicit entries that are SymPy
+symbols; leave each activation an undefined function (so an identity that
+holds holds for every activation); let SymPy differentiate the explicit
+scalar loss entry by entry; evaluate the claimed matrix formula on the same
+entries; map every applied function and derivative to a fresh symbol (equal
+arguments give equal symbols); and decide ``expand(lhs - rhs) == 0``.  That is
+a decision procedure for polynomial identity, so a wrong formula is rejected,
+not merely unlikely to pass.
+
+Any depth is covered by induction on the chain: the output lemma (the base),
+the one-layer step lemma for an arbitrary upstream gradient G (the step), and
+a structural check that every layer's derived identity *is* the step lemma's
+formula at that layer.  An end-to-end check of the whole network at small
+widths runs on top, as far as a time budget allows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from . import model
+from .catalog import A, Activation, LossFunction, batch, outputs, pred, rewrite_holds, target, z
+from .derivation import Derivation, backward, output_lemma_chain, step_lemma_chain
+from .expr import (
+    Activate,
+    ActivateDeriv,
+    Add,
+    Expr,
+    Hadamard,
+    Loss,
+    LossGrad,
+    MatMul,
+    SumRows,
+    Transpose,
+    Var,
+)
+from .model import Network
+
+Env = dict[Var, sp.Matrix]
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one verification."""
+
+    name: str  # what was verified, e.g. "step lemma"
+    statement: str  # the identity, in plain text
+    method: str  # how it was verified
+    ok: bool
+    seconds: float
+    detail: str = ""  # why it failed, or what was skipped
+
+
+# --- explicit evaluation -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """How activations and the loss read on explicit SymPy matrices."""
+
+    activation: Callable[[int], Callable[[sp.Expr], sp.Expr]]
+    derivative: Callable[[int], Callable[[sp.Expr], sp.Expr]]
+    loss: LossFunction
+
+
+def generic_semantics(loss: LossFunction) -> Semantics:
+    """Each layer's activation an undefined function a_l; its derivative a_l'."""
+
+    def fn(layer: int) -> sp.Function:
+        return sp.Function(f"a_{layer}")
+
+    xi = sp.Dummy("xi")
+
+    def derivative(layer: int) -> Callable[[sp.Expr], sp.Expr]:
+        return lambda arg: sp.Derivative(fn(layer)(xi), xi).subs(xi, arg)
+
+    return Semantics(lambda layer: fn(layer), derivative, loss)
+
+
+def concrete_semantics(network: Network) -> Semantics:
+    """The network's own activations, with a' as the generated code computes it."""
+
+    def fn(layer: int) -> Callable[[sp.Expr], sp.Expr]:
+        act = network.activation(layer)
+        return lambda arg: act.definition.subs(z, arg)
+
+    def derivative(layer: int) -> Callable[[sp.Expr], sp.Expr]:
+        act = network.activation(layer)
+        rewrite = act.derivative_from_output
+        if rewrite is None:
+            return lambda arg: act.derivative.subs(z, arg)
+        return lambda arg: rewrite.subs(A, act.definition.subs(z, arg))
+
+    return Semantics(fn, derivative, network.loss)
+
+
+def _broadcast(left: sp.Matrix, right: sp.Matrix) -> sp.Matrix:
+    if right.rows == 1 and left.rows != 1:
+        right = sp.ones(left.rows, 1) * right
+    if left.shape != right.shape:
+        raise sp.ShapeError(f"cannot add {left.shape} and {right.shape}")
+    return left + right
+
+
+def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
+    """The explicit SymPy matrix (or 1x1 scalar) that ``expr`` denotes."""
+    if isinstance(expr, Var):
+        return env[expr]
+    if isinstance(expr, MatMul):
+        left, right = evaluate(expr.left, env, sem), evaluate(expr.right, env, sem)
+        if left.cols != right.rows:
+            raise sp.ShapeError(f"cannot multiply {left.shape} by {right.shape}")
+        return left * right
+    if isinstance(expr, Add):
+        return _broadcast(evaluate(expr.left, env, sem), evaluate(expr.right, env, sem))
+    if isinstance(expr, Hadamard):
+        left, right = evaluate(expr.left, env, sem), evaluate(expr.right, env, sem)
+        if left.shape != right.shape:
+            raise sp.ShapeError(f"entrywise product of {left.shape} and {right.shape}")
+        return left.multiply_elementwise(right)
+    if isinstance(expr, Transpose):
+        return evaluate(expr.arg, env, sem).T
+    if isinstance(expr, SumRows):
+        inner = evaluate(expr.arg, env, sem)
+        return sp.ones(1, inner.rows) * inner
+    if isinstance(expr, Activate):
+        return evaluate(expr.arg, env, sem).applyfunc(sem.activation(expr.layer))
+    if isinstance(expr, ActivateDeriv):
+        return evaluate(expr.arg, env, sem).applyfunc(sem.derivative(expr.layer))
+    if isinstance(expr, (Loss, LossGrad)):
+        p, y = evaluate(expr.pred, env, sem), evaluate(expr.target, env, sem)
+        if p.shape != y.shape:
+            raise sp.ShapeError(f"prediction {p.shape} against target {y.shape}")
+        dims = {batch: p.rows, outputs: p.cols}
+        if isinstance(expr, LossGrad):
+            formula = sem.loss.gradient.subs(dims)
+            return sp.Matrix(p.rows, p.cols, lambda i, j: formula.subs({pred: p[i, j], target: y[i, j]}))
+        entry = (sem.loss.scale * sem.loss.entry).subs(dims)
+        total = sum(
+            (entry.subs({pred: p[i, j], target: y[i, j]}) for i in range(p.rows) for j in range(p.cols)),
+            sp.Integer(0),
+        )
+        return sp.Matrix([[total]])
+    raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+
+def symbols_matrix(name: str, rows: int, cols: int) -> sp.Matrix:
+    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}{j}", real=True))
+
+
+# --- the decision procedure --------------------------------------------------
+
+
+class Atoms:
+    """Maps applied undefined functions and their derivatives to fresh symbols.
+
+    Two atoms get the same symbol exactly when they are the same function (or
+    the same partial derivative of it) at structurally equal arguments.  Since
+    the fresh symbols are then free, ``expand(lhs - rhs) == 0`` holds only if
+    the identity holds for every function and every derivative value.
+    """
+
+    def __init__(self) -> None:
+        self._symbols: dict[tuple, sp.Symbol] = {}
+        self._cache: dict[sp.Basic, sp.Basic] = {}
+
+    def _symbol(self, key: tuple) -> sp.Symbol:
+        if key not in self._symbols:
+            self._symbols[key] = sp.Symbol(f"_atom{len(self._symbols)}")
+        return self._symbols[key]
+
+    def __call__(self, expr: sp.Basic) -> sp.Basic:
+        if expr in self._cache:
+            return self._cache[expr]
+        result = self._map(expr)
+        self._cache[expr] = result
+        return result
+
+    def _partial(self, applied: sp.Basic, var: sp.Basic, point: dict) -> sp.Symbol:
+        if not isinstance(applied, AppliedUndef):
+            raise TypeError(f"unexpected derivative of {applied}")
+        args = applied.args
+        slot = args.index(var)
+        full = tuple(self(point.get(arg, arg)) for arg in args)
+        return self._symbol(("d", applied.func.__name__, slot, full))
+
+    def _map(self, expr: sp.Basic) -> sp.Basic:
+        if isinstance(expr, sp.Subs):
+            deriv = expr.expr
+            if not isinstance(deriv, sp.Derivative) or len(deriv.variable_count) != 1 or deriv.variable_count[0][1] != 1:
+                raise TypeError(f"unexpected substituted derivative {expr}")
+            point = dict(zip(expr.variables, expr.point))
+            return self._partial(deriv.expr, deriv.variables[0], point)
+        if isinstance(expr, sp.Derivative):
+            if len(expr.variable_count) != 1 or expr.variable_count[0][1] != 1:
+                raise TypeError(f"unexpected higher derivative {expr}")
+            return self._partial(expr.expr, expr.variables[0], {})
+        if isinstance(expr, AppliedUndef):
+            return self._symbol(("f", expr.func.__name__, tuple(self(a) for a in expr.args)))
+        if not expr.args:
+            return expr
+        return expr.func(*(self(a) for a in expr.args))
+
+
+def identical(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
+    """Decide lhs == rhs entrywise, for every value of every undefined function."""
+    if lhs.shape != rhs.shape:
+        return False, f"shape {rhs.shape}, expected {lhs.shape}"
+    atoms = Atoms()
+    for i in range(lhs.rows):
+        for j in range(lhs.cols):
+            difference = sp.expand(atoms(lhs[i, j]) - atoms(rhs[i, j]))
+            if difference != 0:
+                return False, f"entry ({i}, {j}) differs"
+    return True, ""
+
+
+def _gradient(scalar: sp.Expr, entries: sp.Matrix) -> sp.Matrix:
+    return entries.applyfunc(lambda s: sp.diff(scalar, s))
+
+
+def _compare(env: Env, sem: Semantics, claims: dict[Var, Expr], scalar: sp.Expr) -> tuple[bool, str]:
+    """Check each claim ∂scalar/∂var = formula, in order (deltas feed later claims)."""
+    env = dict(env)
+    for var, formula in claims.items():
+        try:
+            rhs = evaluate(formula, env, sem)
+        except sp.ShapeError as err:
+            return False, f"{var.name}: {err}"
+        ok, why = identical(_gradient(scalar, env[var]), rhs)
+        if not ok:
+            return False, f"{var.name}: {why}"
+        if var.kind == "z":
+            env[model.delta(var.layer)] = rhs
+    return True, ""
+
+
+# --- the checks --------------------------------------------------------------
+
+LEMMA_SHAPE = (2, 3, 2)  # batch m, width below p, width above n: non-square
+
+
+def check_output_lemma(network: Network, claims: dict[Var, Expr] | None = None) -> Check:
+    """Base case: δ_L = ∂L/∂Ŷ ⊙ a'(z_L), for any activation."""
+    start = time.perf_counter()
+    depth = network.depth
+    steps, seeds = output_lemma_chain(depth)
+    if claims is None:
+        claims = {model.z(depth): backward(steps, seeds)[model.z(depth)]}
+    m, _, n = LEMMA_SHAPE
+    env: Env = {model.z(depth): symbols_matrix("z", m, n), model.Y: symbols_matrix("y", m, n)}
+    sem = generic_semantics(network.loss)
+    for step in steps:
+        env[step.target] = evaluate(step.expr, env, sem)
+    ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0])
+    return Check(
+        "output lemma",
+        "delta_L = dL/dYhat (.) a'(z_L)",
+        f"exact: SymPy diff of the {network.loss.name} loss, {m}x{n} symbols, a undefined",
+        ok,
+        time.perf_counter() - start,
+        why,
+    )
+
+
+def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> Check:
+    """Induction step: for any upstream gradient G = ∂L/∂z_l,
+    δ_{l-1} = (G W_lᵀ) ⊙ a'(z_{l-1}), ∂L/∂W_l = a_{l-1}ᵀ G, ∂L/∂b_l = 1ᵀ G."""
+    start = time.perf_counter()
+    steps, seeds = step_lemma_chain(layer)
+    if claims is None:
+        claims = backward(steps, seeds)
+        claims = {v: claims[v] for v in (model.z(layer - 1), model.W(layer), model.b(layer))}
+    m, p, n = LEMMA_SHAPE
+    env: Env = {
+        model.z(layer - 1): symbols_matrix("z", m, p),
+        model.W(layer): symbols_matrix("w", p, n),
+        model.b(layer): symbols_matrix("b", 1, n),
+    }
+    sem = generic_semantics(LossFunction("none", sp.Integer(0), "", ""))
+    for step in steps:
+        env[step.target] = evaluate(step.expr, env, sem)
+    # An arbitrary loss upstream: an undefined function g of every entry of z_l.
+    upper = env[model.z(layer)]
+    slots = sp.symbols(f"u0:{m * n}")
+    g = sp.Function("g")(*slots)
+    point = dict(zip(slots, list(upper)))
+    scalar = g.subs(point, simultaneous=True)
+    env[model.delta(layer)] = sp.Matrix(m, n, [sp.diff(g, s).subs(point, simultaneous=True) for s in slots])
+    ok, why = _compare(env, sem, claims, scalar)
+    return Check(
+        "step lemma",
+        "delta_{l-1} = (G W_l^T) (.) a'(z_{l-1}); dL/dW_l = a_{l-1}^T G; dL/db_l = 1^T G",
+        f"exact: SymPy diff of g(z_l) for undefined g and a, m={m}, widths {p}->{n}",
+        ok,
+        time.perf_counter() - start,
+        why,
+    )
+
+
+def check_layers_are_lemma_instances(derivation: Derivation) -> Check:
+    """Every layer's identity is, term for term, the step lemma at that layer."""
+    start = time.perf_counter()
+    network = derivation.network
+    problems = []
+    steps, seeds = output_lemma_chain(network.depth)
+    if derivation.deltas[network.depth] != backward(steps, seeds)[model.z(network.depth)]:
+        problems.append(f"delta{network.depth} is not the output lemma")
+    for layer in range(1, network.depth + 1):
+        lemma = backward(*step_lemma_chain(layer))
+        for var in (model.W(layer), model.b(layer)):
+            if derivation.gradients[var] != lemma[var]:
+                problems.append(f"dL/d{var.name} is not the step lemma")
+        if layer > 1 and derivation.deltas[layer - 1] != lemma[model.z(layer - 1)]:
+            problems.append(f"delta{layer - 1} is not the step lemma")
+    return Check(
+        "induction",
+        f"each of the {network.depth} layers instantiates the lemmas",
+        "structural: identical expression trees",
+        not problems,
+        time.perf_counter() - start,
+        "; ".join(problems),
+    )
+
+
+def end_to_end_widths(depth: int) -> tuple[int, ...]:
+    """Small non-square widths: 3, 2, 3, 2, ... so no transpose can hide."""
+    return tuple(3 if k % 2 == 0 else 2 for k in range(depth + 1))
+
+
+def check_end_to_end(derivation: Derivation, batch_size: int = 2) -> Check:
+    """The whole network at the user's depth, on small explicit matrices."""
+    start = time.perf_counter()
+    network = derivation.network
+    widths = end_to_end_widths(network.depth)
+    env: Env = {
+        model.X: symbols_matrix("x", batch_size, widths[0]),
+        model.Y: symbols_matrix("y", batch_size, widths[-1]),
+    }
+    for layer in range(1, network.depth + 1):
+        env[model.W(layer)] = symbols_matrix(f"w{layer}", widths[layer - 1], widths[layer])
+        env[model.b(layer)] = symbols_matrix(f"b{layer}", 1, widths[layer])
+    sem = generic_semantics(network.loss)
+    for step in network.steps():
+        env[step.target] = evaluate(step.expr, env, sem)
+    claims: dict[Var, Expr] = {}
+    for layer in range(network.depth, 0, -1):
+        claims[model.z(layer)] = derivation.deltas[layer]
+        claims[model.W(layer)] = derivation.gradients[model.W(layer)]
+        claims[model.b(layer)] = derivation.gradients[model.b(layer)]
+    # δ_l is checked against SymPy's ∂L/∂z_l: z_l's entries are expressions,
+    # so differentiate through a fresh symbol standing for each entry.
+    ok, why = _compare_end_to_end(env, sem, claims, network)
+    return Check(
+        "end to end",
+        f"all {2 * network.depth} parameter gradients of the depth-{network.depth} network",
+        f"exact: SymPy diff of the unrolled loss, batch {batch_size}, widths {widths}, a_l undefined",
+        ok,
+        time.perf_counter() - start,
+        why,
+    )
+
+
+def _compare_end_to_end(env: Env, sem: Semantics, claims: dict[Var, Expr], network: Network) -> tuple[bool, str]:
+    scalar = env[model.LOSS][0, 0]
+    env = dict(env)
+    for var, formula in claims.items():
+        try:
+            value = evaluate(formula, env, sem)
+        except sp.ShapeError as err:
+            return False, f"{var.name}: {err}"
+        if var.kind == "z":  # a delta: used by later claims, proved through them
+            env[model.delta(var.layer)] = value
+            continue
+        ok, why = identical(_gradient(scalar, env[var]), value)
+        if not ok:
+            return False, f"{var.name}: {why}"
+    return True, ""
+
+
+def check_activation(act: Activation) -> Check:
+    """The form of a'(z) the generated code uses equals SymPy's derivative."""
+    start = time.perf_counter()
+    rewrite = act.derivative_from_output
+    if rewrite is None:
+        ok, method, statement = True, "SymPy diff (no rewrite through A; code uses z)", f"{act.name}'(z)"
+    else:
+        ok = rewrite_holds(act, rewrite)
+        method = "exact: substitute A = a(z), rewrite in exp, simplify to 0"
+        statement = f"{act.name}'(z) = {sp.sstr(rewrite)} with A = {act.name}(z)"
+    return Check(f"activation {act.name}", statement, method, ok, time.perf_counter() - start)
+
+
+END_TO_END_DEPTH = 3
+"""Default deepest network checked end to end: depth 3 takes about a second, depth 4 about 4 s."""
+
+
+def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
+    """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
+    network = derivation.network
+    checks = [check_output_lemma(network), check_step_lemma(), check_layers_are_lemma_instances(derivation)]
+    for act in dict.fromkeys(network.activations):
+        checks.append(check_activation(act))
+    if network.depth <= end_to_end_depth:
+        checks.append(check_end_to_end(derivation))
+    else:
+        checks.append(
+            Check(
+                "end to end",
+                f"depth {network.depth}",
+                f"skipped above depth {end_to_end_depth} (--end-to-end-depth); "
+                "every depth is covered by the lemmas and the induction",
+                True,
+                0.0,
+                "skipped",
+            )
+        )
+    return checks

@@ -1,0 +1,78 @@
+"""Turning command-line text into a validated ``Network``.
+
+Every value that later reaches generated code passes through here: widths
+become bounded ints, names are looked up in the catalog, module names must
+be identifiers.  Errors are ``SpecError`` with a one-line message that names
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import keyword
+
+from . import catalog
+from .model import Network
+
+MAX_WIDTH = 100_000
+"""Widest layer accepted: a 100000 x 100000 float64 matrix is already 80 GB."""
+
+MAX_DEPTH = 200
+"""Most weight layers accepted."""
+
+
+class SpecError(ValueError):
+    """A bad command-line value."""
+
+
+def parse_layers(text: str) -> tuple[int, ...]:
+    """``"20,50,10"`` -> (20, 50, 10): at least two positive widths."""
+    parts = text.split(",")
+    if len(parts) < 2:
+        raise SpecError(f"--layers {text!r}: give at least two comma-separated widths, e.g. 20,50,10")
+    if len(parts) - 1 > MAX_DEPTH:
+        raise SpecError(f"--layers: {len(parts) - 1} layers is more than the limit of {MAX_DEPTH}")
+    sizes = []
+    for part in parts:
+        item = part.strip()
+        if not item.isdigit() or not item.isascii():
+            raise SpecError(f"--layers {text!r}: {item!r} is not a positive whole number")
+        width = int(item)
+        if width < 1:
+            raise SpecError(f"--layers {text!r}: width {width} must be at least 1")
+        if width > MAX_WIDTH:
+            raise SpecError(f"--layers {text!r}: width {width} is above the limit of {MAX_WIDTH}")
+        sizes.append(width)
+    return tuple(sizes)
+
+
+def parse_activations(text: str, depth: int) -> tuple[catalog.Activation, ...]:
+    """One name for every layer, or a comma list with one name per layer."""
+    names = [n.strip() for n in text.split(",")]
+    if len(names) == 1:
+        names = names * depth
+    elif len(names) != depth:
+        raise SpecError(f"--activation {text!r}: {len(names)} names for {depth} layers; give one or {depth}")
+    try:
+        return tuple(catalog.activation(n) for n in names)
+    except catalog.UnknownName as err:
+        raise SpecError(f"--activation: {err}") from None
+
+
+def parse_loss(text: str) -> catalog.LossFunction:
+    try:
+        return catalog.loss_function(text)
+    except catalog.UnknownName as err:
+        raise SpecError(f"--loss: {err}") from None
+
+
+def check_module_name(name: str) -> str:
+    if not name.isidentifier() or not name.isascii():
+        raise SpecError(f"--name {name!r}: a module name must be a Python identifier (letters, digits, _)")
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise SpecError(f"--name {name!r}: a module name cannot be a Python keyword")
+    return name
+
+
+def network(layers: str, activation: str = "tanh", loss: str = "l2") -> Network:
+    sizes = parse_layers(layers)
+    return Network(sizes, parse_activations(activation, len(sizes) - 1), parse_loss(loss))
