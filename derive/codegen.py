@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -52,6 +53,38 @@ class _Numpy(NumPyPrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         return self._names.get(expr) or super()._print_Symbol(expr)
 
+    def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
+        return self._names.get(expr) or super()._print_IndexedBase(expr)
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        """A row entry z[k] is the whole array: numpy broadcasts over the row."""
+        return self._names.get(expr.base) or super()._print_Indexed(expr)
+
+    def _print_LogSumExp(self, expr: catalog.LogSumExp) -> str:
+        return f"np.logaddexp.reduce({self._print(expr.args[0])}, axis=1, keepdims=True)"
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return catalog.decimal(expr)
+
+    def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
+        return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return f"np.minimum({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return f"np.maximum({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """``np.where``; constant branches take the dtype of the tested array."""
+        (upper, cond), (lower, other) = expr.args
+        if other != sp.true:
+            raise ValueError(f"cannot print {expr}")
+        code = f"np.where({self._print(cond)}, {self._print(upper)}, {self._print(lower)})"
+        if not (upper.free_symbols or lower.free_symbols):
+            code += f".astype({self._print(cond.lhs)}.dtype)"
+        return code
+
 
 def scalar_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     """numpy code for a catalog formula, its symbols renamed to array names."""
@@ -59,6 +92,7 @@ def scalar_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
 
 
 _SIMPLE = r"(?:[A-Za-z_][\w.]*|\d[\w.]*)"
+_NEGATED_POWER = re.compile(rf"(^|[\s(\[,])-({_SIMPLE}\*\*-?{_SIMPLE})(?![\w.(\[])")
 _HUG = re.compile(rf"(?<![\w.)\]])({_SIMPLE}) \*\* (-?{_SIMPLE})(?![\w.(\[])")
 
 
@@ -69,7 +103,8 @@ def formatted(code: str) -> str:
     parentheses; ruff then hugs ``**`` between simple operands.
     """
     text = ast.unparse(ast.parse(code, mode="eval"))
-    return _HUG.sub(r"\1**\2", text)
+    text = _HUG.sub(r"\1**\2", text)
+    return _NEGATED_POWER.sub(r"\1-(\2)", text)  # ruff writes -(a**2), not -a**2
 
 
 def code_name(v: Var) -> str:
@@ -78,6 +113,56 @@ def code_name(v: Var) -> str:
     if v == model.Y:
         return "y"
     return v.name
+
+
+INLINE_LIMIT = 60
+"""Activation code longer than this goes into a helper function, so lines stay short."""
+
+
+def helper_name(act: catalog.Activation, derivative: bool = False) -> str:
+    base = "_" + re.sub(r"\W", "_", act.name.replace(".", "p"))
+    return base + "_derivative" if derivative else base
+
+
+def _inline(act: catalog.Activation, derivative: bool) -> bool:
+    if not act.entrywise:
+        return True
+    form = act.derivative_code_form if derivative else act.code_form
+    return len(scalar_code(form, {catalog.z: "z1", catalog.A: "a1"})) <= INLINE_LIMIT
+
+
+@dataclass(frozen=True)
+class Helper:
+    """A module-level function computing a long activation formula of z."""
+
+    name: str
+    doc: str
+    lines: list[tuple[str, str]]  # (name, code) of intermediate values
+    result: str
+
+
+def helpers(network: Network) -> list[Helper]:
+    """Helpers for every activation formula too long to inline, in layer order.
+
+    Common subexpressions become named lines (SymPy's ``cse``, which is
+    deterministic for a given expression).
+    """
+    out: list[Helper] = []
+    for act in dict.fromkeys(network.activations):
+        for derivative in (False, True):
+            if _inline(act, derivative):
+                continue
+            if derivative:
+                form = act.derivative_code_form
+                doc = f"{act.name}'(z), derived by SymPy (no form through A = {act.name}(z) was found)."
+            else:
+                form = act.code_form
+                doc = f"{act.name}(z) = {act.summary}."
+            shared, (result,) = sp.cse(form, symbols=sp.numbered_symbols("t"))
+            names = {catalog.z: "z", **{s: str(s) for s, _ in shared}}
+            lines = [(str(s), formatted(scalar_code(e, names))) for s, e in shared]
+            out.append(Helper(helper_name(act, derivative), doc, lines, formatted(scalar_code(result, names))))
+    return out
 
 
 class NumpyCode:
@@ -94,6 +179,8 @@ class NumpyCode:
         if isinstance(e, Add):
             return f"{self(e.left)} + {self(e.right)}"
         if isinstance(e, Hadamard):
+            if self(e.right) == "1":  # a'(z) = 1: the identity activation
+                return self(e.left)
             return f"{self._operand(e.left)} * {self._operand(e.right)}"
         if isinstance(e, Transpose):
             return f"{self._operand(e.arg)}.T"
@@ -101,27 +188,38 @@ class NumpyCode:
             return f"{self._operand(e.arg)}.sum(axis=0, keepdims=True)"
         if isinstance(e, Activate):
             act = self.network.activation(e.layer)
-            return scalar_code(act.definition, {catalog.z: self(e.arg)})
+            if not _inline(act, derivative=False):
+                return f"{helper_name(act)}({self(e.arg)})"
+            return scalar_code(act.code_form, {catalog.z: self(e.arg), catalog.Z: self._operand(e.arg)})
         if isinstance(e, ActivateDeriv):
             act = self.network.activation(e.layer)
-            rewrite = act.derivative_from_output
-            if rewrite is not None and isinstance(e.arg, Var) and e.arg.kind == "z":
-                return scalar_code(rewrite, {catalog.A: code_name(model.a(e.arg.layer))})
-            return scalar_code(act.derivative, {catalog.z: self(e.arg)})
+            if act.derivative_from_output is not None and isinstance(e.arg, Var) and e.arg.kind == "z":
+                names = {catalog.A: code_name(model.a(e.arg.layer)), catalog.z: code_name(e.arg)}
+                return scalar_code(act.derivative_code_form, names)
+            if not _inline(act, derivative=True):
+                return f"{helper_name(act, derivative=True)}({self(e.arg)})"
+            return scalar_code(catalog.stable(act.derivative), {catalog.z: self(e.arg)})
         if isinstance(e, LossGrad):
-            return scalar_code(self.network.loss.gradient, self._loss_names(e))
+            loss = self.network.loss
+            if loss.gradient_from_output is not None:  # fused: through Ŷ = link(z_L)
+                return scalar_code(loss.gradient_from_output, self._loss_names(e))
+            return scalar_code(loss.gradient, self._loss_names(e))
         if isinstance(e, Loss):
-            entry = self.network.loss.scale * self.network.loss.entry
-            return f"float(np.sum({scalar_code(entry, self._loss_names(e))}))"
+            return f"float(np.sum({scalar_code(self.network.loss.code_form, self._loss_names(e))}))"
         raise TypeError(f"cannot emit {type(e).__name__}")
 
     def _loss_names(self, e: Loss | LossGrad) -> dict[sp.Symbol, str]:
-        return {
+        names = {
             catalog.pred: self._operand(e.pred),
             catalog.target: self._operand(e.target),
+            catalog.T: self._operand(e.target),
             catalog.batch: "m",
             catalog.outputs: str(self.network.sizes[-1]),
         }
+        if self.network.fused:  # the loss reads z_L; its gradient reads Ŷ = a_L
+            names |= {catalog.z: self._operand(e.pred), catalog.Z: self._operand(e.pred)}
+            names[catalog.A] = code_name(model.a(self.network.depth))
+        return names
 
     def _operand(self, e: Expr) -> str:
         text = self(e)
@@ -163,6 +261,8 @@ class MatrixText:
         if isinstance(e, ActivateDeriv):
             return f"a'({self(e.arg)})"
         if isinstance(e, LossGrad):
+            if self.network.fused:
+                return f"∂L/∂{self(e.pred)}"
             return "∂L/∂Ŷ"
         if isinstance(e, Loss):
             return f"L({self(e.pred)}, {self(e.target)})"
@@ -210,8 +310,9 @@ def command_line(network: Network, name: str) -> str:
     """The canonical command that regenerates this module."""
     parts = ["python -m derive --layers " + ",".join(map(str, network.sizes))]
     names = [a.name for a in network.activations]
-    if set(names) != {"tanh"}:
-        parts.append("--activation " + (names[0] if len(set(names)) == 1 else ",".join(names)))
+    chosen = names[:-1] if network.fused else names  # a fused loss fixes the output layer
+    if chosen and set(chosen) != {"tanh"}:
+        parts.append("--activation " + (chosen[0] if len(set(chosen)) == 1 else ",".join(names)))
     if network.loss.name != "l2":
         parts.append(f"--loss {network.loss.name}")
     if name != default_module_name(network):
@@ -270,6 +371,10 @@ def render(derivation: Derivation, name: str) -> str:
     return _environment().get_template(TEMPLATE).render(
         version=__version__,
         command=command_line(network, name),
+        header_noqa="  # noqa: E501" if len(f"# Generated by `{command_line(network, name)}`") > LINE_LENGTH else "",
+        loss_doc=textwrap.fill(
+            f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
+        ),
         template=f"templates/{TEMPLATE}",
         sizes=network.sizes,
         sizes_literal=tuple_literal([str(n) for n in network.sizes], "SIZES: tuple[int, ...] = "),
@@ -281,11 +386,12 @@ def render(derivation: Derivation, name: str) -> str:
         activations=[a.name for a in network.activations],
         loss_name=loss.name,
         loss_summary=loss.summary,
-        loss_code=formatted(NumpyCode(network)(model.Loss(model.a(network.depth), model.Y))),
+        loss_code=formatted(NumpyCode(network)(network.steps()[-1].expr)),
         grads_literal=tuple_literal(
             [f"(dW{layer}, db{layer})" for layer in range(1, network.depth + 1)], "return value, ", "[]", "    "
         ),
         forward=forward_lines(network),
+        helpers=helpers(network),
         backward=backward_lines(derivation),
         uses_batch=catalog.batch in loss.gradient.free_symbols or catalog.batch in loss.scale.free_symbols,
     )

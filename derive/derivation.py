@@ -127,10 +127,14 @@ def step_lemma_chain(layer: int) -> tuple[list[Step], dict[Var, Expr]]:
     return steps, {model.z(here): Var("G")}
 
 
-def output_lemma_chain(layer: int) -> tuple[list[Step], dict[Var, Expr]]:
-    """The last layer and the loss: a_L = a(z_L), L = loss(a_L, Y)."""
+def output_lemma_chain(layer: int, fused: bool = False) -> tuple[list[Step], dict[Var, Expr]]:
+    """The last layer and the loss: a_L = a(z_L), L = loss(a_L, Y).
+
+    For a fused loss, L = loss(z_L, Y): the loss of the link's output as a
+    function of the logits, so δ_L is the loss's own gradient.
+    """
     steps = [
         Step(2 * layer, model.a(layer), Activate(layer, model.z(layer))),
-        Step(2 * layer + 1, model.LOSS, Loss(model.a(layer), model.Y)),
+        Step(2 * layer + 1, model.LOSS, Loss(model.z(layer) if fused else model.a(layer), model.Y)),
     ]
     return steps, {model.LOSS: ONE}

@@ -5,6 +5,9 @@ For sizes (n_0, ..., n_L) the chain is
     f_0 = X,  f_{2l-1} = z_l = f_{2l-2} W_l + b_l,  f_{2l} = a_l = a(z_l),
     f_{2L+1} = L(f_{2L}, Y)
 
+(with a fused loss, f_{2L+1} = L(f_{2L-1}, Y): the cross-entropy of the link's
+output, a function of the logits, whose gradient SymPy derives as Ŷ - Y)
+
 One ``Network`` holds it; the derivation, the proof, the LaTeX and the code
 generator all read this one object.
 """
@@ -65,6 +68,17 @@ class Network:
             raise ValueError(
                 f"{len(self.activations)} activations given for {self.depth} layers"
             )
+        link = self.loss.link
+        if link is not None and self.activations[-1] != link:
+            raise ValueError(f"the {self.loss.name} loss needs {link.name} as the output activation")
+        for layer, act in enumerate(self.activations, start=1):
+            if not act.entrywise and (layer < self.depth or link != act):
+                raise ValueError(f"{act.name} is not entrywise: only the output link of a fused loss")
+
+    @property
+    def fused(self) -> bool:
+        """True when the loss reads the logits z_L through its link (cross-entropies)."""
+        return self.loss.link is not None
 
     @property
     def depth(self) -> int:
@@ -82,7 +96,10 @@ class Network:
                 Step(2 * layer - 1, z(layer), Add(MatMul(a(layer - 1), W(layer)), b(layer)))
             )
             chain.append(Step(2 * layer, a(layer), Activate(layer, z(layer))))
-        chain.append(Step(2 * self.depth + 1, LOSS, Loss(a(self.depth), Y)))
+        # A fused loss reads the logits z_L (it is the loss of link(z_L)); a_L = Ŷ
+        # is still computed, as the prediction and for the fused gradient.
+        last = z(self.depth) if self.fused else a(self.depth)
+        chain.append(Step(2 * self.depth + 1, LOSS, Loss(last, Y)))
         return chain
 
     def parameters(self) -> list[Var]:

@@ -26,7 +26,8 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from . import model
-from .catalog import A, Activation, LossFunction, batch, outputs, pred, rewrite_holds, target, z
+from . import catalog
+from .catalog import A, Activation, LossFunction, batch, outputs, rewrite_holds, same, stable, target, z
 from .derivation import Derivation, backward, output_lemma_chain, step_lemma_chain
 from .expr import (
     Activate,
@@ -138,17 +139,50 @@ def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
         p, y = evaluate(expr.pred, env, sem), evaluate(expr.target, env, sem)
         if p.shape != y.shape:
             raise sp.ShapeError(f"prediction {p.shape} against target {y.shape}")
-        dims = {batch: p.rows, outputs: p.cols}
-        if isinstance(expr, LossGrad):
-            formula = sem.loss.gradient.subs(dims)
-            return sp.Matrix(p.rows, p.cols, lambda i, j: formula.subs({pred: p[i, j], target: y[i, j]}))
-        entry = (sem.loss.scale * sem.loss.entry).subs(dims)
-        total = sum(
-            (entry.subs({pred: p[i, j], target: y[i, j]}) for i in range(p.rows) for j in range(p.cols)),
-            sp.Integer(0),
-        )
-        return sp.Matrix([[total]])
+        return _loss_matrix(sem.loss, p, y, gradient=isinstance(expr, LossGrad))
     raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+
+def claimed_gradient(loss: LossFunction) -> sp.Expr:
+    """The loss gradient as the generated code computes it (fused: through the link's A)."""
+    if loss.gradient_from_output is None:
+        return loss.gradient
+    return loss.gradient_from_output.subs(A, loss.link.definition)
+
+
+def _loss_matrix(loss: LossFunction, p: sp.Matrix, y: sp.Matrix, gradient: bool) -> sp.Matrix:
+    """L (1x1) or its claimed gradient, on explicit matrices: p is Ŷ, or z_L if fused."""
+    dims = {batch: p.rows, outputs: p.cols}
+    formula = (claimed_gradient(loss) if gradient else loss.logit_entry).subs(dims)
+    if loss.rowwise:  # one row at a time: Z[1..n], T[1..n] are that row's entries
+        formula = formula.doit()
+
+        def at(r: int, c: int | None) -> sp.Expr:
+            names = {catalog.Z[col + 1]: p[r, col] for col in range(p.cols)}
+            names |= {catalog.T[col + 1]: y[r, col] for col in range(p.cols)}
+            here = formula if c is None else formula.subs(catalog.k, c + 1)
+            return here.subs(names, simultaneous=True)
+
+        if gradient:
+            return sp.Matrix(p.rows, p.cols, lambda r, c: at(r, c))
+        return sp.Matrix([[sum((at(r, None) for r in range(p.rows)), sp.Integer(0))]])
+    arg = loss.argument
+    if gradient:
+        return sp.Matrix(p.rows, p.cols, lambda r, c: formula.subs({arg: p[r, c], target: y[r, c]}))
+    total = sum(
+        (formula.subs({arg: p[r, c], target: y[r, c]}) for r in range(p.rows) for c in range(p.cols)),
+        sp.Integer(0),
+    )
+    return sp.Matrix([[total]])
+
+
+def targets(loss: LossFunction, rows: int, cols: int, assume: bool = True) -> sp.Matrix:
+    """Symbolic targets; under the loss's assumption (Σ_i y_i = 1), the last column is solved for."""
+    y = symbols_matrix("y", rows, cols)
+    if loss.assumption and assume:
+        for r in range(rows):
+            y[r, cols - 1] = 1 - sum(y[r, :cols - 1])
+    return y
 
 
 def symbols_matrix(name: str, rows: int, cols: int) -> sp.Matrix:
@@ -217,6 +251,10 @@ def identical(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
     for i in range(lhs.rows):
         for j in range(lhs.cols):
             difference = sp.expand(atoms(lhs[i, j]) - atoms(rhs[i, j]))
+            # exp and log of the entries (the cross-entropies) make it a rational
+            # function in the exponentials, which ``cancel`` decides exactly.
+            if difference != 0 and difference.has(sp.exp, sp.log):
+                difference = sp.cancel(sp.together(difference))
             if difference != 0:
                 return False, f"entry ({i}, {j}) differs"
     return True, ""
@@ -247,27 +285,39 @@ def _compare(env: Env, sem: Semantics, claims: dict[Var, Expr], scalar: sp.Expr)
 LEMMA_SHAPE = (2, 3, 2)  # batch m, width below p, width above n: non-square
 
 
-def check_output_lemma(network: Network, claims: dict[Var, Expr] | None = None) -> Check:
-    """Base case: δ_L = ∂L/∂Ŷ ⊙ a'(z_L), for any activation."""
+def check_output_lemma(
+    network: Network, claims: dict[Var, Expr] | None = None, assume: bool = True
+) -> Check:
+    """Base case: δ_L = ∂L/∂Ŷ ⊙ a'(z_L), for any activation.
+
+    With a fused loss: δ_L = Ŷ - Y for the loss's own link, from SymPy's diff
+    of the loss of link(z_L), under the loss's assumption on the targets
+    (``assume=False`` drops it, to show that it is needed).
+    """
     start = time.perf_counter()
     depth = network.depth
-    steps, seeds = output_lemma_chain(depth)
+    fused = network.fused
+    steps, seeds = output_lemma_chain(depth, fused)
     if claims is None:
         claims = {model.z(depth): backward(steps, seeds)[model.z(depth)]}
     m, _, n = LEMMA_SHAPE
-    env: Env = {model.z(depth): symbols_matrix("z", m, n), model.Y: symbols_matrix("y", m, n)}
+    if network.loss.rowwise:
+        n = 3  # a softmax over 3 outputs: no coincidence of 2 can help
+    env: Env = {model.z(depth): symbols_matrix("z", m, n), model.Y: targets(network.loss, m, n, assume)}
     sem = generic_semantics(network.loss)
     for step in steps:
         env[step.target] = evaluate(step.expr, env, sem)
     ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0])
-    return Check(
-        "output lemma",
-        "delta_L = dL/dYhat (.) a'(z_L)",
-        f"exact: SymPy diff of the {network.loss.name} loss, {m}x{n} symbols, a undefined",
-        ok,
-        time.perf_counter() - start,
-        why,
-    )
+    if fused:
+        link = network.loss.link.name
+        statement = f"delta_L = dL/dz_L = {sp.sstr(network.loss.gradient_from_output)} with A = {link}(z_L)"
+        method = f"exact: SymPy diff of the {network.loss.name} loss of {link}(z_L), {m}x{n} symbols"
+        if network.loss.assumption:
+            method += ", targets with rows summing to 1" if assume else ", targets unconstrained"
+    else:
+        statement = "delta_L = dL/dYhat (.) a'(z_L)"
+        method = f"exact: SymPy diff of the {network.loss.name} loss, {m}x{n} symbols, a undefined"
+    return Check("output lemma", statement, method, ok, time.perf_counter() - start, why)
 
 
 def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> Check:
@@ -310,7 +360,7 @@ def check_layers_are_lemma_instances(derivation: Derivation) -> Check:
     start = time.perf_counter()
     network = derivation.network
     problems = []
-    steps, seeds = output_lemma_chain(network.depth)
+    steps, seeds = output_lemma_chain(network.depth, network.fused)
     if derivation.deltas[network.depth] != backward(steps, seeds)[model.z(network.depth)]:
         problems.append(f"delta{network.depth} is not the output lemma")
     for layer in range(1, network.depth + 1):
@@ -342,7 +392,7 @@ def check_end_to_end(derivation: Derivation, batch_size: int = 2) -> Check:
     widths = end_to_end_widths(network.depth)
     env: Env = {
         model.X: symbols_matrix("x", batch_size, widths[0]),
-        model.Y: symbols_matrix("y", batch_size, widths[-1]),
+        model.Y: targets(network.loss, batch_size, widths[-1]),
     }
     for layer in range(1, network.depth + 1):
         env[model.W(layer)] = symbols_matrix(f"w{layer}", widths[layer - 1], widths[layer])
@@ -385,17 +435,61 @@ def _compare_end_to_end(env: Env, sem: Semantics, claims: dict[Var, Expr], netwo
     return True, ""
 
 
-def check_activation(act: Activation) -> Check:
-    """The form of a'(z) the generated code uses equals SymPy's derivative."""
+def check_activation(
+    act: Activation,
+    rewrite: sp.Expr | None = None,
+    code_form: sp.Expr | None = None,
+    derivative_code_form: sp.Expr | None = None,
+) -> Check:
+    """The forms of a(z) and a'(z) the generated code evaluates equal the definition.
+
+    Three claims, each decided by ``catalog.same``: the rewrite of a'(z)
+    through A (when found), the stable form of a(z), and the stable form of
+    the derivative the code uses.  The optional arguments replace the
+    catalog's forms, so that tests can show a wrong one is rejected.
+    """
     start = time.perf_counter()
-    rewrite = act.derivative_from_output
+    if not act.entrywise:  # softmax: its stable form only (the fused loss covers its gradient)
+        form = act.code_form if code_form is None else code_form
+        ok = catalog.softmax_form_holds(act.definition, form)
+        method = "exact: the stable form, with log-sum-exp written out, cancels to the definition"
+        return Check(f"activation {act.name}", f"{act.name} = {sp.sstr(form)}", method, ok, time.perf_counter() - start)
+    rewrite = act.derivative_from_output if rewrite is None else rewrite
+    code_form = act.code_form if code_form is None else code_form
+    if derivative_code_form is None:
+        derivative_code_form = stable(act.derivative if rewrite is None else rewrite)
+    problems = []
+    if rewrite is not None and not rewrite_holds(act, rewrite):
+        problems.append(f"a'(z) != {sp.sstr(rewrite)} with A = a(z)")
+    if not same(code_form, act.definition):
+        problems.append(f"a(z) != {sp.sstr(code_form)}")
+    if not same(derivative_code_form.subs(A, act.definition), act.derivative):
+        problems.append(f"a'(z) != {sp.sstr(derivative_code_form)}")
     if rewrite is None:
-        ok, method, statement = True, "SymPy diff (no rewrite through A; code uses z)", f"{act.name}'(z)"
+        statement = f"{act.name}'(z) by SymPy diff; no form through A found, so the code uses z"
     else:
-        ok = rewrite_holds(act, rewrite)
-        method = "exact: substitute A = a(z), rewrite in exp, simplify to 0"
         statement = f"{act.name}'(z) = {sp.sstr(rewrite)} with A = {act.name}(z)"
-    return Check(f"activation {act.name}", statement, method, ok, time.perf_counter() - start)
+    method = "exact: substitute A = a(z), split at 0, rewrite in exp(z), cancel to 0; and at points around 0"
+    return Check(f"activation {act.name}", statement, method, not problems, time.perf_counter() - start, "; ".join(problems))
+
+
+def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
+    """The loss the generated code evaluates (its stable form) equals the definition."""
+    start = time.perf_counter()
+    form = loss.code_form if code_form is None else code_form
+    if loss.rowwise:
+        ok = catalog.row_loss_form_holds(loss, form)
+    else:
+        ok = same(form.subs(target, sp.Rational(1, 3)), loss.logit_entry.subs(target, sp.Rational(1, 3)))
+        ok = ok and sp.expand(sp.diff(form - loss.logit_entry, target, 2)) == 0
+        ok = ok and same(sp.diff(form, target), sp.diff(loss.logit_entry, target))
+    return Check(
+        f"loss {loss.name}",
+        f"L = sum of {sp.sstr(form)}",
+        "exact: the stable form equals the definition (split in y, rewrite in exp, cancel)",
+        ok,
+        time.perf_counter() - start,
+    )
 
 
 END_TO_END_DEPTH = 3
@@ -408,6 +502,7 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
     checks = [check_output_lemma(network), check_step_lemma(), check_layers_are_lemma_instances(derivation)]
     for act in dict.fromkeys(network.activations):
         checks.append(check_activation(act))
+    checks.append(check_loss(network.loss))
     if network.depth <= end_to_end_depth:
         checks.append(check_end_to_end(derivation))
     else:

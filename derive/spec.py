@@ -45,17 +45,37 @@ def parse_layers(text: str) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def parse_activations(text: str, depth: int) -> tuple[catalog.Activation, ...]:
-    """One name for every layer, or a comma list with one name per layer."""
+def parse_activations(
+    text: str, depth: int, link: catalog.Activation | None = None
+) -> tuple[catalog.Activation, ...]:
+    """One name for every layer, or a comma list with one name per layer.
+
+    ``link`` is a fused loss's output activation (softmax, sigmoid): a single
+    name then applies to the hidden layers, and a list must end with it.
+    ``name:value`` sets a parameter, e.g. ``leaky_relu:0.2``.
+    """
     names = [n.strip() for n in text.split(",")]
-    if len(names) == 1:
-        names = names * depth
-    elif len(names) != depth:
-        raise SpecError(f"--activation {text!r}: {len(names)} names for {depth} layers; give one or {depth}")
     try:
-        return tuple(catalog.activation(n) for n in names)
+        acts = [catalog.activation(n) for n in names]
     except catalog.UnknownName as err:
         raise SpecError(f"--activation: {err}") from None
+    if len(acts) == 1:
+        acts = acts * depth
+        if link is not None:
+            acts[-1] = link
+    elif len(acts) != depth:
+        raise SpecError(f"--activation {text!r}: {len(names)} names for {depth} layers; give one or {depth}")
+    elif link is not None and acts[-1] != link:
+        raise SpecError(
+            f"--activation {text!r}: the last layer must be {link.name}, the link of this loss "
+            f"(or give one name for the hidden layers)"
+        )
+    for layer, act in enumerate(acts, start=1):
+        if not act.entrywise and (layer < depth or act != link):
+            raise SpecError(
+                f"--activation {text!r}: {act.name} is only the output of --loss softmax_cross_entropy"
+            )
+    return tuple(acts)
 
 
 def parse_loss(text: str) -> catalog.LossFunction:
@@ -75,4 +95,6 @@ def check_module_name(name: str) -> str:
 
 def network(layers: str, activation: str = "tanh", loss: str = "l2") -> Network:
     sizes = parse_layers(layers)
-    return Network(sizes, parse_activations(activation, len(sizes) - 1), parse_loss(loss))
+    loss_function = parse_loss(loss)
+    acts = parse_activations(activation, len(sizes) - 1, loss_function.link)
+    return Network(sizes, acts, loss_function)
