@@ -484,7 +484,7 @@ LOSSES: dict[str, LossFunction] = {
             "cross-entropy of a softmax output, summed over the batch; "
             "each row of targets sums to 1",
             link=SOFTMAX,
-            assumption=r"\sum_i y_i = 1",
+            assumption=r"\sum_i Y_i = 1",
         ),
     ]
 }

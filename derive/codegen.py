@@ -115,8 +115,10 @@ def code_name(v: Var) -> str:
     return v.name
 
 
-INLINE_LIMIT = 60
+INLINE_LIMIT = 32
 """Activation code longer than this goes into a helper function, so lines stay short."""
+
+_ARGS = {catalog.z: "z", catalog.A: "a"}
 
 
 def helper_name(act: catalog.Activation, derivative: bool = False) -> str:
@@ -124,18 +126,32 @@ def helper_name(act: catalog.Activation, derivative: bool = False) -> str:
     return base + "_derivative" if derivative else base
 
 
+def _form(act: catalog.Activation, derivative: bool) -> sp.Expr:
+    """What the code evaluates for a(z), or for a'(z) (through A where found)."""
+    if not derivative:
+        return act.code_form
+    if act.derivative_from_output is not None:
+        return act.derivative_code_form
+    return catalog.stable(act.derivative)
+
+
+def helper_args(act: catalog.Activation, derivative: bool) -> list[sp.Symbol]:
+    """The helper's arguments: z and/or A, whichever the formula reads."""
+    return [s for s in _ARGS if s in _form(act, derivative).free_symbols]
+
+
 def _inline(act: catalog.Activation, derivative: bool) -> bool:
     if not act.entrywise:
         return True
-    form = act.derivative_code_form if derivative else act.code_form
-    return len(scalar_code(form, {catalog.z: "z1", catalog.A: "a1"})) <= INLINE_LIMIT
+    return len(scalar_code(_form(act, derivative), {catalog.z: "z1", catalog.A: "a1"})) <= INLINE_LIMIT
 
 
 @dataclass(frozen=True)
 class Helper:
-    """A module-level function computing a long activation formula of z."""
+    """A module-level function computing a long activation formula."""
 
     name: str
+    args: str
     doc: str
     lines: list[tuple[str, str]]  # (name, code) of intermediate values
     result: str
@@ -152,16 +168,19 @@ def helpers(network: Network) -> list[Helper]:
         for derivative in (False, True):
             if _inline(act, derivative):
                 continue
-            if derivative:
-                form = act.derivative_code_form
-                doc = f"{act.name}'(z), derived by SymPy (no form through A = {act.name}(z) was found)."
-            else:
-                form = act.code_form
+            form = _form(act, derivative)
+            if not derivative:
                 doc = f"{act.name}(z) = {act.summary}."
+            elif act.derivative_from_output is not None:
+                doc = f"The derivative of {act.name} through A = a(z), as SymPy rewrote and proved it."
+            else:
+                doc = f"The derivative of {act.name} by SymPy (no form through A = a(z) was found)."
             shared, (result,) = sp.cse(form, symbols=sp.numbered_symbols("t"))
-            names = {catalog.z: "z", **{s: str(s) for s, _ in shared}}
+            names = {**_ARGS, **{s: str(s) for s, _ in shared}}
+            args = ", ".join(f"{_ARGS[s]}: Array" for s in helper_args(act, derivative))
             lines = [(str(s), formatted(scalar_code(e, names))) for s, e in shared]
-            out.append(Helper(helper_name(act, derivative), doc, lines, formatted(scalar_code(result, names))))
+            result_code = formatted(scalar_code(result, names))
+            out.append(Helper(helper_name(act, derivative), args, doc, lines, result_code))
     return out
 
 
@@ -189,16 +208,19 @@ class NumpyCode:
         if isinstance(e, Activate):
             act = self.network.activation(e.layer)
             if not _inline(act, derivative=False):
-                return f"{helper_name(act)}({self(e.arg)})"
+                return f"{helper_name(act)}({self(e.arg)})"  # a helper reads z only
             return scalar_code(act.code_form, {catalog.z: self(e.arg), catalog.Z: self._operand(e.arg)})
         if isinstance(e, ActivateDeriv):
             act = self.network.activation(e.layer)
-            if act.derivative_from_output is not None and isinstance(e.arg, Var) and e.arg.kind == "z":
-                names = {catalog.A: code_name(model.a(e.arg.layer)), catalog.z: code_name(e.arg)}
-                return scalar_code(act.derivative_code_form, names)
+            if act.derivative_from_output is not None and not (isinstance(e.arg, Var) and e.arg.kind == "z"):
+                raise ValueError("a'(z) through A needs z to be a stored z_l")
+            names = {catalog.z: self(e.arg)}
+            if act.derivative_from_output is not None:
+                names[catalog.A] = code_name(model.a(e.arg.layer))
             if not _inline(act, derivative=True):
-                return f"{helper_name(act, derivative=True)}({self(e.arg)})"
-            return scalar_code(catalog.stable(act.derivative), {catalog.z: self(e.arg)})
+                args = ", ".join(names[s] for s in helper_args(act, derivative=True))
+                return f"{helper_name(act, derivative=True)}({args})"
+            return scalar_code(_form(act, derivative=True), names)
         if isinstance(e, LossGrad):
             loss = self.network.loss
             if loss.gradient_from_output is not None:  # fused: through Ŷ = link(z_L)

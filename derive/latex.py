@@ -117,8 +117,12 @@ class MatrixLatex:
         if isinstance(e, ActivateDeriv):
             return rf"{self.act(e.layer)}'\left({self(e.arg)}\right)"
         if isinstance(e, LossGrad):
+            loss = self.network.loss
+            if loss.gradient_from_output is not None:  # fused: δ_L = Ŷ - Y
+                names = {catalog.A: r"\hat{Y}", catalog.target: self(e.target)}
+                return scalar(loss.gradient_from_output.subs(catalog.T[catalog.k], catalog.target), names)
             names = {catalog.pred: self(e.pred), catalog.target: self(e.target)}
-            return scalar(self.network.loss.gradient, names)
+            return scalar(loss.gradient, names)
         if isinstance(e, Loss):
             return self.network.loss.latex_template.format(pred=self(e.pred), target=self(e.target))
         raise TypeError(f"cannot print {type(e).__name__}")
@@ -171,11 +175,46 @@ def activations(network: Network) -> str:
     for layer, act in _distinct_activations(network):
         name = "a" if len(set(network.activations)) == 1 else f"a_{{{layer}}}"
         z, A = catalog.z, catalog.A
+        if not act.entrywise:
+            rows.append(rf"{name}(z)_k &= {scalar(act.definition)} \quad\text{{over each row}}")
+            continue
         rows.append(rf"{name}(z) &= {scalar(act.definition)}")
         rows.append(rf"{name}'(z) &= {scalar(act.derivative)}")
         if act.derivative_from_output is not None:
             rows.append(rf"&= {scalar(act.derivative_from_output)} \quad\text{{with }} A = {name}(z)")
-    return _align(rows)
+    text = _align(rows)
+    if any(isinstance(act.definition, sp.Piecewise) for act in network.activations):
+        text += (
+            "At a kink the derivative is that of the branch holding the point: "
+            r"every split is at $z > 0$, so $a'(0)$ is the left derivative (e.g.\ $\operatorname{relu}'(0) = 0$)."
+            "\n"
+        )
+    return text
+
+
+def fused_loss(network: Network) -> str:
+    """The derivation of δ_L = Ŷ - Y for a loss fused with its link."""
+    loss, link = network.loss, network.loss.link
+    names = {catalog.A: "A"}
+    if loss.rowwise:
+        entry, arg, unit = loss.entry, catalog.Z[catalog.k], "one row"
+    else:
+        entry, arg, unit = loss.entry, catalog.z, "one entry"
+        names[catalog.pred] = "p"
+    rows = [
+        rf"\ell &= {scalar(entry, names)} \quad\text{{({unit}, with }} p = {link.latex_name}(z)\text{{)}}",
+        rf"&= {scalar(loss.logit_entry)}",
+    ]
+    steps = loss.gradient_steps
+    rows.append(rf"\frac{{\partial \ell}}{{\partial {scalar(arg)}}} &= {scalar(steps[0])}")
+    for step in steps[1:]:
+        used = rf" \quad\text{{using }} {loss.assumption}" if loss.assumption else ""
+        rows.append(rf"&= {scalar(step)}{used}")
+    rows.append(rf"&= {scalar(loss.gradient_from_output, names)} \quad\text{{with }} A = {link.latex_name}(z)")
+    return (
+        f"The loss is fused with the output activation ${link.latex_name}$: SymPy differentiates "
+        "the loss of the link's output with respect to the logits $z_L$:\n" + _align(rows)
+    )
 
 
 def _distinct_activations(network: Network) -> list[tuple[str, catalog.Activation]]:
@@ -195,11 +234,14 @@ def chain_products(network: Network, derivation: Derivation) -> str:
     for param in reversed(network.parameters()):
         first = 2 * param.layer - 1
         ks = list(range(top, first, -1))
-        factors = [_partial(_f(k), _f(k - 1)) for k in ks] + [_partial(_f(first), pr.var(param))]
+        if network.fused:  # the loss reads f_{2L-1} = z_L directly
+            ks = [k for k in ks if k != top - 1]
+        below = {k: k - 2 if network.fused and k == top else k - 1 for k in ks}
+        factors = [_partial(_f(k), _f(below[k])) for k in ks] + [_partial(_f(first), pr.var(param))]
         rows = [rf"{_partial(_f(top), pr.var(param))} &= " + " ".join(factors)]
         values = []
         for k in ks:
-            values.append(_local(pr_f, steps[k], k - 1, _partial(_f(k), _f(k - 1))))
+            values.append(_local(pr_f, steps[k], below[k], _partial(_f(k), _f(below[k]))))
         values.append(_local(pr_f, steps[first], param, _partial(_f(first), pr.var(param))))
         rows.append(r"\text{so } " + _partial("L", pr.var(param)) + " &= " + pr(derivation.unrolled(derivation.gradients[param])))
         out.append(_align(rows) + "where each factor acts on the gradient $G$ arriving from the left:\n" + _align(values))
@@ -220,7 +262,7 @@ def _local(pr: MatrixLatex, step: model.Step, wrt: int | Var, factor: str) -> st
 
 def general_identities(network: Network) -> str:
     """The recursive identities, printed from the lemmas the proof checks."""
-    steps, seeds = output_lemma_chain(network.depth)
+    steps, seeds = output_lemma_chain(network.depth, network.fused)
     base = backward(steps, seeds)[model.z(network.depth)]
     names = {network.depth: "L"}
     pr_base = MatrixLatex(network, index=lambda k: names.get(k, str(k)))
@@ -273,8 +315,14 @@ def document_body(derivation: Derivation, checks: list[Check]) -> str:
         unrolled_prediction(network),
         "\\section*{Activation and loss}\n",
         activations(network),
-        "The loss's gradient with respect to the prediction is\n",
-        _align([rf"\frac{{\partial L}}{{\partial \hat{{Y}}}} &= {scalar(network.loss.gradient)}"]),
+        *(
+            [fused_loss(network)]
+            if network.fused
+            else [
+                "The loss's gradient with respect to the prediction is\n",
+                _align([rf"\frac{{\partial L}}{{\partial \hat{{Y}}}} &= {scalar(network.loss.gradient)}"]),
+            ]
+        ),
         "\\section*{The chain rule, link by link}\n",
         chain_products(network, derivation),
         "\\section*{The recursive identities}\n",

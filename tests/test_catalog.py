@@ -1,0 +1,427 @@
+"""The catalog: every activation x loss, against finite differences and an
+independent numpy reference, on extreme inputs, and the checkers' negative
+controls (a wrong rewrite, stable form or fused delta must be rejected)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import py_compile
+import shutil
+import subprocess
+import sys
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from sympy.codegen.cfunctions import expm1
+from sympy.codegen.numpy_nodes import logaddexp
+
+from derive import catalog, codegen, model, proof, spec
+from derive.catalog import A, z
+from derive.derivation import derive
+from derive.expr import ActivateDeriv, Add, Hadamard, LossGrad
+
+ACTS = ["tanh", "sigmoid", "relu", "leaky_relu", "softplus", "identity", "elu", "gelu"]
+LOSSES = ["l2", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy"]
+FUSED = {"softmax_cross_entropy", "sigmoid_binary_cross_entropy"}
+OUT = Path(__file__).resolve().parent / ".catalog_modules"
+
+
+# --- generating and importing modules ------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def module(layers: str, activation: str, loss: str):
+    """Render the module for a spec (no proof: that is tested separately) and import it."""
+    network = spec.network(layers, activation, loss)
+    name = "m_" + "_".join(
+        [layers.replace(",", "_"), activation.replace(",", "_").replace(":", "_").replace(".", "p"), loss]
+    )
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"{name}.py"
+    path.write_text(codegen.render(derive(network), name), encoding="utf-8")
+    mod_spec = importlib.util.spec_from_file_location(f"_catalog_{name}", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    sys.modules[mod_spec.name] = mod
+    mod_spec.loader.exec_module(mod)
+    return mod
+
+
+def teardown_module():
+    shutil.rmtree(OUT, ignore_errors=True)
+
+
+# --- an independent reference, plain numpy, written from the textbook ----------
+
+
+def _sigmoid(v):
+    out = np.empty_like(v)
+    pos = v >= 0
+    out[pos] = 1 / (1 + np.exp(-v[pos]))
+    e = np.exp(v[~pos])
+    out[~pos] = e / (1 + e)
+    return out
+
+
+def _softplus(v):
+    return np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v)))
+
+
+GELU_C = np.sqrt(2 / np.pi)
+
+
+def _gelu_prime(v):
+    u = GELU_C * (v + 0.044715 * v**3)
+    t = np.tanh(u)
+    return 0.5 * (1 + t) + 0.5 * v * (1 - t**2) * GELU_C * (1 + 3 * 0.044715 * v**2)
+
+
+REFERENCE = {  # name: (a(z), a'(z)), with a'(0) the left derivative
+    "tanh": (np.tanh, lambda v: 1 / np.cosh(np.minimum(np.abs(v), 300)) ** 2),
+    "sigmoid": (_sigmoid, lambda v: _sigmoid(v) * _sigmoid(-v)),
+    "relu": (lambda v: np.maximum(v, 0), lambda v: (v > 0) * 1.0),
+    "leaky_relu": (lambda v: np.where(v > 0, v, 0.01 * v), lambda v: np.where(v > 0, 1.0, 0.01)),
+    "softplus": (_softplus, _sigmoid),
+    "identity": (lambda v: v, np.ones_like),
+    "elu": (
+        lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0))),
+        lambda v: np.where(v > 0, 1.0, np.exp(np.minimum(v, 0))),
+    ),
+    "gelu": (lambda v: 0.5 * v * (1 + np.tanh(GELU_C * (v + 0.044715 * v**3))), _gelu_prime),
+}
+
+
+def _log_softmax(v):
+    shifted = v - v.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def reference(params, x, y, acts: list[str], loss: str):
+    """Loss and gradients by the textbook's backprop, from the per-layer names."""
+    zs, activations = [], [x]
+    for (w, b), name in zip(params, acts, strict=True):
+        zs.append(activations[-1] @ w + b)
+        if name == "softmax":
+            activations.append(np.exp(_log_softmax(zs[-1])))
+        else:
+            activations.append(REFERENCE[name][0](zs[-1]))
+    out, last = activations[-1], zs[-1]
+    m, n = out.shape
+    if loss == "l2":
+        value, delta = np.sum((out - y) ** 2), 2 * (out - y) * REFERENCE[acts[-1]][1](last)
+    elif loss == "mse":
+        value, delta = np.mean((out - y) ** 2), 2 * (out - y) / (m * n) * REFERENCE[acts[-1]][1](last)
+    elif loss == "softmax_cross_entropy":
+        value, delta = -np.sum(y * _log_softmax(last)), out - y
+    else:
+        value, delta = np.sum(_softplus(last) - y * last), out - y
+    grads = []
+    for layer in range(len(params), 0, -1):
+        grads.append((activations[layer - 1].T @ delta, delta.sum(axis=0, keepdims=True)))
+        if layer > 1:
+            delta = delta @ params[layer - 1][0].T * REFERENCE[acts[layer - 2]][1](zs[layer - 2])
+    return value, grads[::-1]
+
+
+def targets(loss: str, rng, m: int, n: int):
+    if loss == "softmax_cross_entropy":
+        y = rng.random((m, n))
+        return y / y.sum(axis=1, keepdims=True)  # rows sum to 1: the derivation's assumption
+    if loss == "sigmoid_binary_cross_entropy":
+        return rng.random((m, n))
+    return rng.standard_normal((m, n))
+
+
+def random_params(sizes, rng):
+    return [
+        (rng.standard_normal((a, b)), rng.standard_normal((1, b)))
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def finite_differences(mod, params, x, y, h=1e-6):
+    """Central differences of the module's loss for every parameter entry."""
+    grads = []
+    for layer in range(len(params)):
+        pair = []
+        for which in range(2):
+            arr = params[layer][which]
+            g = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                old = arr[idx]
+                arr[idx] = old + h
+                up = mod.loss(params, x, y)
+                arr[idx] = old - h
+                down = mod.loss(params, x, y)
+                arr[idx] = old
+                g[idx] = (up - down) / (2 * h)
+            pair.append(g)
+        grads.append(tuple(pair))
+    return grads
+
+
+def assert_grads_close(got, expected, rtol, atol):
+    for (gw, gb), (ew, eb) in zip(got, expected, strict=True):
+        np.testing.assert_allclose(gw, ew, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(gb, eb, rtol=rtol, atol=atol)
+
+
+def layer_names(activation: str, loss: str, depth: int) -> list[str]:
+    names = activation.split(",")
+    names = names * depth if len(names) == 1 else names
+    if loss in FUSED:
+        names[-1] = catalog.loss_function(loss).link.name
+    return names
+
+
+# --- every activation x loss -----------------------------------------------------
+
+
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTS, LOSSES)))
+def test_every_pair_matches_reference_and_finite_differences(act, loss):
+    sizes, layers = (3, 4, 2), "3,4,2"
+    mod = module(layers, act, loss)
+    rng = np.random.default_rng(abs(hash((act, loss))) % 2**32)
+    params = random_params(sizes, rng)
+    x = rng.standard_normal((5, 3))
+    y = targets(loss, rng, 5, 2)
+    value, grads = mod.backprop(params, x, y)
+    ref_value, ref_grads = reference(params, x, y, layer_names(act, loss, 2), loss)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    assert_grads_close(grads, ref_grads, rtol=1e-10, atol=1e-12)
+    assert_grads_close(grads, finite_differences(mod, params, x, y), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTS, LOSSES)))
+def test_extreme_inputs_stay_finite_and_correct(act, loss):
+    """|z| up to 1e4, with every floating-point warning an error (underflow to 0 is fine)."""
+    n = 6
+    mod = module(f"{n},{n},{n}", act, loss)
+    eye = np.eye(n)
+    params = [(eye.copy(), np.zeros((1, n))), (eye.copy(), np.zeros((1, n)))]
+    x = np.array([[-1e4, -700.0, -30.0, 0.0, 30.0, 1e4], [1e4, 800.0, 2.5, -2.5, -800.0, -1e4]])
+    y = targets(loss, np.random.default_rng(0), 2, n)
+    if loss == "softmax_cross_entropy":
+        y = np.eye(n)[[0, 5]]  # one-hot: the log of a vanishing probability must not be log(0)
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        value, grads = mod.backprop(params, x, y)
+        prediction = mod.forward(params, x)
+    assert np.isfinite(value) and np.all(np.isfinite(prediction))
+    for gw, gb in grads:
+        assert np.all(np.isfinite(gw)) and np.all(np.isfinite(gb))
+    with np.errstate(all="ignore"):
+        ref_value, ref_grads = reference(params, x, y, layer_names(act, loss, 2), loss)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    assert_grads_close(grads, ref_grads, rtol=1e-9, atol=1e-12)
+
+
+def test_extreme_inputs_run_clean_under_python_dash_W_error():
+    script = (
+        "import numpy as np, importlib.util, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    s = importlib.util.spec_from_file_location('m', path); m = importlib.util.module_from_spec(s)\n"
+        "    s.loader.exec_module(m); n = m.SIZES[0]\n"
+        "    p = [(np.eye(n), np.zeros((1, n))) for _ in range(len(m.SIZES) - 1)]\n"
+        "    x = np.linspace(-1e4, 1e4, 2 * n).reshape(2, n); y = np.eye(n)[:2]\n"
+        "    v, g = m.backprop(p, x, y)\n"
+        "    assert np.isfinite(v) and all(np.isfinite(a).all() for pair in g for a in pair), path\n"
+    )
+    paths = [str(module("4,4,4", act, loss).__file__) for act in ACTS for loss in LOSSES]
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script, *paths], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_softmax_cross_entropy_needs_rows_summing_to_one():
+    """Outside the stated assumption the fused δ_L = Ŷ - Y is not the gradient: finite differences see it."""
+    mod = module("3,4,2", "tanh", "softmax_cross_entropy")
+    rng = np.random.default_rng(1)
+    params, x = random_params((3, 4, 2), rng), rng.standard_normal((4, 3))
+    y = 2 * targets("softmax_cross_entropy", rng, 4, 2)  # rows sum to 2
+    _, grads = mod.backprop(params, x, y)
+    with pytest.raises(AssertionError):
+        assert_grads_close(grads, finite_differences(mod, params, x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_float32_stays_float32_through_constant_branches():
+    for act in ["relu", "leaky_relu", "elu", "identity"]:
+        mod = module("3,4,2", act, "l2")
+        params = mod.init_params(0, np.float32)
+        value, grads = mod.backprop(params, np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32))
+        assert all(g.dtype == np.float32 for pair in grads for g in pair), act
+
+
+def test_parametric_slope_reaches_the_code():
+    mod = module("3,4,2", "leaky_relu:0.2", "l2")
+    rng = np.random.default_rng(2)
+    params, x, y = random_params((3, 4, 2), rng), rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    z1 = x @ params[0][0] + params[0][1]
+    assert (z1 < 0).any()
+    a1 = np.where(z1 > 0, z1, 0.2 * z1)
+    np.testing.assert_allclose(mod.forward(params, x), np.where((a := a1 @ params[1][0] + params[1][1]) > 0, a, 0.2 * a))
+    assert_grads_close(mod.backprop(params, x, y)[1], finite_differences(mod, params, x, y), rtol=1e-5, atol=1e-7)
+
+
+# --- the generated code is lint-clean, formatted, compiles and is deterministic ----
+
+
+def test_generated_modules_pass_ruff_and_compile():
+    mods = [module("3,4,2", act, loss) for act in ACTS for loss in LOSSES]
+    mods.append(module("5,4,3,2", "leaky_relu:0.2,gelu,softmax", "softmax_cross_entropy"))
+    paths = [m.__file__ for m in mods]
+    for path in paths:
+        py_compile.compile(path, doraise=True)
+    root = Path(__file__).resolve().parent.parent
+    ruff = [sys.executable, "-m", "ruff"]
+    config = ["--config", str(root / "pyproject.toml")]
+    check = subprocess.run([*ruff, "check", *config, *paths], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run([*ruff, "format", "--check", *config, *paths], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_rendering_is_deterministic():
+    network = spec.network("5,4,3,2", "gelu,elu,softmax", "softmax_cross_entropy")
+    assert codegen.render(derive(network), "m") == codegen.render(derive(network), "m")
+
+
+# --- what SymPy found, and the checkers' negative controls ------------------------
+
+
+def test_rewrites_found_automatically():
+    found = {name: catalog.activation(name).derivative_from_output for name in ACTS}
+    assert sp.expand(found["tanh"] - (1 - A**2)) == 0
+    assert sp.expand(found["sigmoid"] - A * (1 - A)) == 0
+    assert sp.expand(found["softplus"] - (1 - sp.exp(-A))) == 0
+    assert found["identity"] == 1
+    assert found["relu"] == sp.Piecewise((1, A > 0), (0, True))
+    assert found["leaky_relu"] == sp.Piecewise((1, A > 0), (sp.Rational(1, 100), True))
+    assert found["elu"] == sp.Piecewise((1, z > 0), (A + 1, True))  # A > 0 is not decided for elu
+    assert found["gelu"] is None
+
+
+@pytest.mark.parametrize("name", ACTS)
+def test_every_activation_check_passes(name):
+    check = proof.check_activation(catalog.activation(name))
+    assert check.ok, check.detail
+
+
+WRONG_REWRITES = [
+    ("tanh", 1 - A),
+    ("tanh", 1 + A**2),
+    ("sigmoid", A * (1 + A)),
+    ("softplus", sp.exp(-A)),
+    ("relu", sp.Heaviside(A)),  # SymPy's Heaviside(0) = 1/2: wrong at the kink
+    ("relu", sp.Piecewise((1, A >= 0), (0, True))),  # relu'(0) = 1: not the convention
+    ("relu", sp.Piecewise((1, z > 1), (0, True))),
+    ("leaky_relu", sp.Piecewise((1, A > 0), (sp.Rational(1, 10), True))),
+    ("elu", sp.Piecewise((1, z > 0), (A, True))),
+    ("elu", sp.Piecewise((1, A > 0), (A + 1, True))),  # true, but not decidable: rejected, not guessed
+]
+
+
+@pytest.mark.parametrize("name,rewrite", WRONG_REWRITES)
+def test_wrong_rewrite_is_rejected(name, rewrite):
+    act = catalog.activation(name)
+    assert not catalog.rewrite_holds(act, rewrite)
+    assert not proof.check_activation(act, rewrite=rewrite).ok
+
+
+WRONG_CODE_FORMS = [
+    ("sigmoid", sp.exp(-logaddexp(0, z))),
+    ("softplus", logaddexp(0, -z)),
+    ("elu", sp.Piecewise((z, z > 0), (expm1(sp.Max(z, 0)), True))),  # clamped to the wrong side
+    ("relu", sp.Piecewise((z, z >= 1), (0, True))),
+    ("gelu", z / 2 * (1 + sp.tanh(z))),
+]
+
+
+@pytest.mark.parametrize("name,form", WRONG_CODE_FORMS)
+def test_wrong_stable_form_is_rejected(name, form):
+    assert not proof.check_activation(catalog.activation(name), code_form=form).ok
+
+
+def test_wrong_derivative_code_form_is_rejected():
+    act = catalog.activation("softplus")
+    assert not proof.check_activation(act, derivative_code_form=expm1(-A)).ok
+    assert proof.check_activation(act, derivative_code_form=-expm1(-A)).ok
+
+
+def test_wrong_softmax_form_is_rejected():
+    bad = sp.exp(catalog.Z[catalog.k] - catalog.LogSumExp(catalog.Z) + 1)
+    assert not proof.check_activation(catalog.SOFTMAX, code_form=bad).ok
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_loss_code_form_is_checked(loss):
+    fn = catalog.loss_function(loss)
+    assert proof.check_loss(fn).ok
+    assert not proof.check_loss(fn, code_form=2 * fn.code_form).ok
+
+
+@pytest.mark.parametrize("loss", sorted(FUSED))
+def test_fused_delta_is_proved_and_wrong_ones_are_rejected(loss):
+    network = spec.network("3,2", "tanh", loss)
+    depth, lg = network.depth, LossGrad(model.z(1), model.Y)
+    assert proof.check_output_lemma(network).ok
+    unfused = Hadamard(lg, ActivateDeriv(depth, model.z(depth)))
+    for wrong in [unfused, Add(lg, lg), model.Y]:
+        assert not proof.check_output_lemma(network, claims={model.z(depth): wrong}).ok
+
+
+def test_softmax_fused_delta_fails_without_its_assumption():
+    network = spec.network("3,2", "tanh", "softmax_cross_entropy")
+    check = proof.check_output_lemma(network, assume=False)
+    assert not check.ok and "unconstrained" in check.method
+
+
+@pytest.mark.parametrize("act,loss", [("relu", "softmax_cross_entropy"), ("gelu", "sigmoid_binary_cross_entropy"),
+                                      ("elu,softplus,identity", "mse")])
+def test_verify_passes_for_catalog_networks(act, loss):
+    network = spec.network("3,4,2,3", act, loss)
+    checks = proof.verify(derive(network))
+    assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
+
+
+# --- usage errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "activation,loss,message",
+    [
+        ("leaky_relu:abc", "l2", "'abc' is not a number"),
+        ("leaky_relu:", "l2", "is not a number"),
+        ("tanh:2", "l2", "takes no parameter"),
+        ("relu,relu", "softmax_cross_entropy", "must be softmax"),
+        ("relu,sigmoid", "softmax_cross_entropy", "must be softmax"),
+        ("relu,softmax", "l2", "only the output of"),
+        ("softmax,softmax", "softmax_cross_entropy", "only the output of"),
+        ("relu,tanh", "sigmoid_binary_cross_entropy", "must be sigmoid"),
+    ],
+)
+def test_usage_errors_are_one_line(activation, loss, message):
+    with pytest.raises(spec.SpecError, match=message) as err:
+        spec.network("3,4,2", activation, loss)
+    assert "\n" not in str(err.value)
+
+
+def test_single_name_with_fused_loss_is_hidden_layers_then_link():
+    network = spec.network("64,32,10", "relu", "softmax_cross_entropy")
+    assert [a.name for a in network.activations] == ["relu", "softmax"]
+    assert codegen.command_line(network, "mlp_64_32_10").endswith("--activation relu --loss softmax_cross_entropy")
+    same = spec.network("64,32,10", "relu,softmax", "softmax_cross_entropy")
+    assert same == network
+
+
+def test_kink_convention_is_the_same_in_code_and_latex():
+    mod = module("2,2", "relu", "l2")
+    params = [(np.eye(2), np.zeros((1, 2)))]
+    _, grads = mod.backprop(params, np.zeros((1, 2)), -np.ones((1, 2)))  # z = 0 exactly
+    assert np.all(grads[0][0] == 0) and np.all(grads[0][1] == 0)  # relu'(0) = 0
+    assert catalog.activation("relu").derivative.subs(z, 0) == 0
