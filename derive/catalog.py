@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from typing import Iterator
+from functools import cache, cached_property
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
@@ -213,7 +213,7 @@ def softmax_form_holds(definition: sp.Expr, form: sp.Expr) -> bool:
     return sp.cancel(sp.together(sp.expand(difference))) == 0
 
 
-def row_loss_form_holds(loss: "LossFunction", form: sp.Expr) -> bool:
+def row_loss_form_holds(loss: LossFunction, form: sp.Expr) -> bool:
     """The row loss's code form (its sum over i dropped) is the log-softmax form.
 
     The code sums ``form`` over every entry, which is Σ_i of it per row.
@@ -266,7 +266,9 @@ class Activation:
                     return sp.factor_terms(candidate)  # A (1 - A), not A - A**2
             return None
         branches = []
-        for (piece, cond), (slope, _) in zip(self.definition.args, self.derivative.args):
+        for (piece, cond), (slope, _) in zip(
+            self.definition.args, self.derivative.args, strict=True
+        ):
             branches.append((next(_through(piece, slope), slope), cond))
         for cond_var in (A, z):
             candidate = sp.Piecewise(*[(e, c.subs(z, cond_var)) for e, c in branches])
@@ -308,9 +310,13 @@ def _parameter(name: str, what: str, text: str) -> sp.Rational:
     return sp.Rational(text.strip())
 
 
-@lru_cache(maxsize=None)
-def leaky_relu(slope: sp.Rational = sp.Rational(1, 100)) -> Activation:
-    name = "leaky_relu" if slope == sp.Rational(1, 100) else f"leaky_relu:{decimal(slope)}"
+LEAKY_SLOPE = sp.Rational(1, 100)
+ELU_ALPHA = sp.Integer(1)
+
+
+@cache
+def leaky_relu(slope: sp.Rational = LEAKY_SLOPE) -> Activation:
+    name = "leaky_relu" if slope == LEAKY_SLOPE else f"leaky_relu:{decimal(slope)}"
     return Activation(
         name,
         sp.Piecewise((z, z > 0), (slope * z, True)),
@@ -319,9 +325,9 @@ def leaky_relu(slope: sp.Rational = sp.Rational(1, 100)) -> Activation:
     )
 
 
-@lru_cache(maxsize=None)
-def elu(alpha: sp.Rational = sp.Integer(1)) -> Activation:
-    name = "elu" if alpha == 1 else f"elu:{decimal(alpha)}"
+@cache
+def elu(alpha: sp.Rational = ELU_ALPHA) -> Activation:
+    name = "elu" if alpha == ELU_ALPHA else f"elu:{decimal(alpha)}"
     return Activation(
         name,
         sp.Piecewise((z, z > 0), (alpha * (sp.exp(z) - 1), True)),
@@ -342,7 +348,9 @@ ACTIVATIONS: dict[str, Activation] = {
     for act in [
         Activation("tanh", sp.tanh(z), r"\tanh", "hyperbolic tangent (the seed's)"),
         Activation("sigmoid", 1 / (1 + sp.exp(-z)), r"\sigma", "logistic sigmoid 1 / (1 + e^{-z})"),
-        Activation("relu", sp.Piecewise((z, z > 0), (0, True)), r"\operatorname{relu}", "max(z, 0)"),
+        Activation(
+            "relu", sp.Piecewise((z, z > 0), (0, True)), r"\operatorname{relu}", "max(z, 0)"
+        ),
         leaky_relu(),
         Activation("softplus", sp.log(1 + sp.exp(z)), r"\operatorname{softplus}", "log(1 + e^z)"),
         Activation("identity", z, r"\operatorname{id}", "z (a linear layer)"),
@@ -406,7 +414,9 @@ class LossFunction:
             )
             return sp.expand_log(fused, force=True)
         fused = self.entry.subs(pred, self.link.definition)
-        return sp.expand(sp.expand_log(fused.replace(sp.log, lambda a: sp.log(sp.together(a))), force=True))
+        return sp.expand(
+            sp.expand_log(fused.replace(sp.log, lambda a: sp.log(sp.together(a))), force=True)
+        )
 
     @cached_property
     def gradient_steps(self) -> list[sp.Expr]:
@@ -448,8 +458,10 @@ class LossFunction:
 
 def _factor_out_constants(total: sp.Sum) -> sp.Expr:
     """Σ_i c f(i) = c Σ_i f(i) for c free of i (linearity)."""
-    (index, *_), = total.limits
-    constant, rest = sp.Mul(*total.function.as_ordered_factors()).as_independent(index, as_Add=False)
+    ((index, *_),) = total.limits
+    constant, rest = sp.Mul(*total.function.as_ordered_factors()).as_independent(
+        index, as_Add=False
+    )
     return constant * sp.Sum(rest, *total.limits)
 
 

@@ -56,6 +56,13 @@ class _Numpy(NumPyPrinter):
     def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
         return self._names.get(expr) or super()._print_IndexedBase(expr)
 
+    def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
+        """Terms with a leading minus last: ``z - lse``, not ``-lse + z``."""
+        terms = self._as_ordered_terms(expr, order=order)
+        ordered = [t for t in terms if not t.could_extract_minus_sign()]
+        ordered += [t for t in terms if t.could_extract_minus_sign()]
+        return super()._print_Add(sp.Add(*ordered, evaluate=False), order="none")
+
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         """A row entry z[k] is the whole array: numpy broadcasts over the row."""
         return self._names.get(expr.base) or super()._print_Indexed(expr)
@@ -283,8 +290,12 @@ class MatrixText:
         if isinstance(e, ActivateDeriv):
             return f"a'({self(e.arg)})"
         if isinstance(e, LossGrad):
-            if self.network.fused:
-                return f"∂L/∂{self(e.pred)}"
+            if self.network.fused:  # the derived fused gradient, e.g. Ŷ - Y
+                loss, hat, y = self.network.loss, sp.Symbol("Ŷ"), sp.Symbol("Y")
+                names = {catalog.A: hat, catalog.T[catalog.k]: y, catalog.target: y}
+                terms = sp.Add.make_args(loss.gradient_from_output.subs(names))
+                ordered = sorted(terms, key=lambda t: t.could_extract_minus_sign())
+                return f"∂L/∂{self(e.pred)} = {sp.sstr(sp.Add(*ordered, evaluate=False), order='none')}"
             return "∂L/∂Ŷ"
         if isinstance(e, Loss):
             return f"L({self(e.pred)}, {self(e.target)})"

@@ -4,14 +4,16 @@ controls (a wrong rewrite, stable form or fused delta must be rejected)."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import itertools
 import py_compile
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +30,23 @@ from derive.expr import ActivateDeriv, Add, Hadamard, LossGrad
 ACTS = ["tanh", "sigmoid", "relu", "leaky_relu", "softplus", "identity", "elu", "gelu"]
 LOSSES = ["l2", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy"]
 FUSED = {"softmax_cross_entropy", "sigmoid_binary_cross_entropy"}
-OUT = Path(__file__).resolve().parent / ".catalog_modules"
+OUT = Path(tempfile.mkdtemp(prefix="derive_catalog_"))
+atexit.register(shutil.rmtree, OUT, ignore_errors=True)
 
 
 # --- generating and importing modules ------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def module(layers: str, activation: str, loss: str):
     """Render the module for a spec (no proof: that is tested separately) and import it."""
     network = spec.network(layers, activation, loss)
     name = "m_" + "_".join(
-        [layers.replace(",", "_"), activation.replace(",", "_").replace(":", "_").replace(".", "p"), loss]
+        [
+            layers.replace(",", "_"),
+            activation.replace(",", "_").replace(":", "_").replace(".", "p"),
+            loss,
+        ]
     )
     OUT.mkdir(exist_ok=True)
     path = OUT / f"{name}.py"
@@ -49,10 +56,6 @@ def module(layers: str, activation: str, loss: str):
     sys.modules[mod_spec.name] = mod
     mod_spec.loader.exec_module(mod)
     return mod
-
-
-def teardown_module():
-    shutil.rmtree(OUT, ignore_errors=True)
 
 
 # --- an independent reference, plain numpy, written from the textbook ----------
@@ -114,7 +117,10 @@ def reference(params, x, y, acts: list[str], loss: str):
     if loss == "l2":
         value, delta = np.sum((out - y) ** 2), 2 * (out - y) * REFERENCE[acts[-1]][1](last)
     elif loss == "mse":
-        value, delta = np.mean((out - y) ** 2), 2 * (out - y) / (m * n) * REFERENCE[acts[-1]][1](last)
+        value, delta = (
+            np.mean((out - y) ** 2),
+            2 * (out - y) / (m * n) * REFERENCE[acts[-1]][1](last),
+        )
     elif loss == "softmax_cross_entropy":
         value, delta = -np.sum(y * _log_softmax(last)), out - y
     else:
@@ -139,7 +145,7 @@ def targets(loss: str, rng, m: int, n: int):
 def random_params(sizes, rng):
     return [
         (rng.standard_normal((a, b)), rng.standard_normal((1, b)))
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        for a, b in itertools.pairwise(sizes)
     ]
 
 
@@ -224,22 +230,27 @@ def test_extreme_inputs_run_clean_under_python_dash_W_error():
     script = (
         "import numpy as np, importlib.util, sys\n"
         "for path in sys.argv[1:]:\n"
-        "    s = importlib.util.spec_from_file_location('m', path); m = importlib.util.module_from_spec(s)\n"
+        "    s = importlib.util.spec_from_file_location('m', path)\n"
+        "    m = importlib.util.module_from_spec(s)\n"
         "    s.loader.exec_module(m); n = m.SIZES[0]\n"
         "    p = [(np.eye(n), np.zeros((1, n))) for _ in range(len(m.SIZES) - 1)]\n"
         "    x = np.linspace(-1e4, 1e4, 2 * n).reshape(2, n); y = np.eye(n)[:2]\n"
         "    v, g = m.backprop(p, x, y)\n"
-        "    assert np.isfinite(v) and all(np.isfinite(a).all() for pair in g for a in pair), path\n"
+        "    assert np.isfinite(v), path\n"
+        "    assert all(np.isfinite(a).all() for pair in g for a in pair), path\n"
     )
     paths = [str(module("4,4,4", act, loss).__file__) for act in ACTS for loss in LOSSES]
     done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", script, *paths], capture_output=True, text=True, timeout=120
+        [sys.executable, "-W", "error", "-c", script, *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
 
 
 def test_softmax_cross_entropy_needs_rows_summing_to_one():
-    """Outside the stated assumption the fused δ_L = Ŷ - Y is not the gradient: finite differences see it."""
+    """Outside the stated assumption, δ_L = Ŷ - Y is not the gradient: finite differences see it."""
     mod = module("3,4,2", "tanh", "softmax_cross_entropy")
     rng = np.random.default_rng(1)
     params, x = random_params((3, 4, 2), rng), rng.standard_normal((4, 3))
@@ -253,19 +264,27 @@ def test_float32_stays_float32_through_constant_branches():
     for act in ["relu", "leaky_relu", "elu", "identity"]:
         mod = module("3,4,2", act, "l2")
         params = mod.init_params(0, np.float32)
-        value, grads = mod.backprop(params, np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32))
+        _, grads = mod.backprop(params, np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32))
         assert all(g.dtype == np.float32 for pair in grads for g in pair), act
 
 
 def test_parametric_slope_reaches_the_code():
     mod = module("3,4,2", "leaky_relu:0.2", "l2")
     rng = np.random.default_rng(2)
-    params, x, y = random_params((3, 4, 2), rng), rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    params, x, y = (
+        random_params((3, 4, 2), rng),
+        rng.standard_normal((5, 3)),
+        rng.standard_normal((5, 2)),
+    )
     z1 = x @ params[0][0] + params[0][1]
     assert (z1 < 0).any()
     a1 = np.where(z1 > 0, z1, 0.2 * z1)
-    np.testing.assert_allclose(mod.forward(params, x), np.where((a := a1 @ params[1][0] + params[1][1]) > 0, a, 0.2 * a))
-    assert_grads_close(mod.backprop(params, x, y)[1], finite_differences(mod, params, x, y), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        mod.forward(params, x), np.where((a := a1 @ params[1][0] + params[1][1]) > 0, a, 0.2 * a)
+    )
+    assert_grads_close(
+        mod.backprop(params, x, y)[1], finite_differences(mod, params, x, y), rtol=1e-5, atol=1e-7
+    )
 
 
 # --- the generated code is lint-clean, formatted, compiles and is deterministic ----
@@ -282,7 +301,9 @@ def test_generated_modules_pass_ruff_and_compile():
     config = ["--config", str(root / "pyproject.toml")]
     check = subprocess.run([*ruff, "check", *config, *paths], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
-    fmt = subprocess.run([*ruff, "format", "--check", *config, *paths], capture_output=True, text=True)
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", *config, *paths], capture_output=True, text=True
+    )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
@@ -322,7 +343,10 @@ WRONG_REWRITES = [
     ("relu", sp.Piecewise((1, z > 1), (0, True))),
     ("leaky_relu", sp.Piecewise((1, A > 0), (sp.Rational(1, 10), True))),
     ("elu", sp.Piecewise((1, z > 0), (A, True))),
-    ("elu", sp.Piecewise((1, A > 0), (A + 1, True))),  # true, but not decidable: rejected, not guessed
+    (
+        "elu",
+        sp.Piecewise((1, A > 0), (A + 1, True)),
+    ),  # true, but not decidable: rejected, not guessed
 ]
 
 
@@ -381,8 +405,14 @@ def test_softmax_fused_delta_fails_without_its_assumption():
     assert not check.ok and "unconstrained" in check.method
 
 
-@pytest.mark.parametrize("act,loss", [("relu", "softmax_cross_entropy"), ("gelu", "sigmoid_binary_cross_entropy"),
-                                      ("elu,softplus,identity", "mse")])
+@pytest.mark.parametrize(
+    "act,loss",
+    [
+        ("relu", "softmax_cross_entropy"),
+        ("gelu", "sigmoid_binary_cross_entropy"),
+        ("elu,softplus,identity", "mse"),
+    ],
+)
 def test_verify_passes_for_catalog_networks(act, loss):
     network = spec.network("3,4,2,3", act, loss)
     checks = proof.verify(derive(network))
@@ -414,7 +444,9 @@ def test_usage_errors_are_one_line(activation, loss, message):
 def test_single_name_with_fused_loss_is_hidden_layers_then_link():
     network = spec.network("64,32,10", "relu", "softmax_cross_entropy")
     assert [a.name for a in network.activations] == ["relu", "softmax"]
-    assert codegen.command_line(network, "mlp_64_32_10").endswith("--activation relu --loss softmax_cross_entropy")
+    assert codegen.command_line(network, "mlp_64_32_10").endswith(
+        "--activation relu --loss softmax_cross_entropy"
+    )
     same = spec.network("64,32,10", "relu,softmax", "softmax_cross_entropy")
     assert same == network
 
@@ -425,3 +457,33 @@ def test_kink_convention_is_the_same_in_code_and_latex():
     _, grads = mod.backprop(params, np.zeros((1, 2)), -np.ones((1, 2)))  # z = 0 exactly
     assert np.all(grads[0][0] == 0) and np.all(grads[0][1] == 0)  # relu'(0) = 0
     assert catalog.activation("relu").derivative.subs(z, 0) == 0
+
+
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTS, LOSSES)))
+def test_every_pair_is_proved_at_depth_one(act, loss):
+    checks = proof.verify(derive(spec.network("3,2", act, loss)))
+    assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTS, LOSSES)))
+def test_every_pair_is_proved_end_to_end_at_depth_three(act, loss):
+    checks = proof.verify(derive(spec.network("3,2,3,2", act, loss)))
+    assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
+
+
+CATALOG_GOLDENS = ["mlp_64_32_10.py", "mlp_8_16_1.py", "mlp_6_5_4_3.py"]
+
+
+@pytest.mark.parametrize("name", CATALOG_GOLDENS)
+def test_catalog_golden_files_are_what_their_header_command_generates(name, capsys):
+    import shlex
+
+    from derive import cli
+
+    path = Path(__file__).resolve().parent.parent / "generated" / name
+    command = shlex.split(path.read_text(encoding="utf-8").splitlines()[0].split("`")[1])
+    assert command[:3] == ["python", "-m", "derive"]
+    assert cli.main([*command[3:], "--out", str(path.parent), "--check"]) == 0, (
+        capsys.readouterr().out
+    )
