@@ -70,6 +70,9 @@ class _Numpy(NumPyPrinter):
     def _print_LogSumExp(self, expr: catalog.LogSumExp) -> str:
         return f"np.logaddexp.reduce({self._print(expr.args[0])}, axis=1, keepdims=True)"
 
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
     def _print_Rational(self, expr: sp.Rational) -> str:
         return catalog.decimal(expr)
 
@@ -93,9 +96,28 @@ class _Numpy(NumPyPrinter):
         return code
 
 
+def _float_constants(expr: sp.Expr) -> sp.Expr:
+    """Irrational constant factors (sqrt(2/pi)) as one float literal each.
+
+    A Python float is a "weak" scalar to numpy, so float32 arrays stay
+    float32; ``np.sqrt(2)`` would be a float64 scalar and promote them.
+    """
+
+    if not expr.args:
+        return expr
+    if expr.is_number and expr.is_real and not expr.is_Rational:
+        return sp.Float(float(expr))
+    if expr.is_Mul and expr.free_symbols:
+        number, rest = expr.as_independent(*expr.free_symbols, as_Add=False)
+        if number.is_real and not number.is_Rational:
+            return sp.Mul(sp.Float(float(number)), _float_constants(rest), evaluate=False)
+    args = tuple(_float_constants(arg) for arg in expr.args)
+    return expr if args == expr.args else expr.func(*args)
+
+
 def scalar_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     """numpy code for a catalog formula, its symbols renamed to array names."""
-    return _Numpy(names).doprint(expr)
+    return _Numpy(names).doprint(_float_constants(expr))
 
 
 _SIMPLE = r"(?:[A-Za-z_][\w.]*|\d[\w.]*)"

@@ -97,7 +97,7 @@ def concrete_semantics(network: Network) -> Semantics:
         rewrite = act.derivative_from_output
         if rewrite is None:
             return lambda arg: act.derivative.subs(z, arg)
-        return lambda arg: rewrite.subs(A, act.definition.subs(z, arg))
+        return lambda arg: rewrite.subs(A, act.definition).subs(z, arg)  # z may sit in a condition
 
     return Semantics(fn, derivative, network.loss)
 

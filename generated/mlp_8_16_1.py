@@ -88,12 +88,12 @@ def _as_batch(name: str, arr: Array, width: int, dtype: np.dtype) -> Array:
 
 def _gelu(z: Array) -> Array:
     """gelu(z) = GELU, tanh approximation."""
-    return 0.5 * z * (np.tanh(np.sqrt(2) * (0.044715 * z**3 + z) / np.sqrt(np.pi)) + 1)
+    return 0.5 * z * (np.tanh(0.7978845608028654 * (0.044715 * z**3 + z)) + 1)
 
 
 def _gelu_derivative(z: Array) -> Array:
     """The derivative of gelu by SymPy (no form through A = a(z) was found)."""
-    t0 = np.sqrt(2) / np.sqrt(np.pi)
+    t0 = 0.7978845608028654
     t1 = np.tanh(t0 * (0.044715 * z**3 + z))
     return 0.5 * t0 * z * (1 - t1**2) * (0.134145 * z**2 + 1) + 0.5 * t1 + 0.5
 

@@ -260,12 +260,14 @@ def test_softmax_cross_entropy_needs_rows_summing_to_one():
         assert_grads_close(grads, finite_differences(mod, params, x, y), rtol=1e-5, atol=1e-7)
 
 
-def test_float32_stays_float32_through_constant_branches():
-    for act in ["relu", "leaky_relu", "elu", "identity"]:
-        mod = module("3,4,2", act, "l2")
-        params = mod.init_params(0, np.float32)
-        _, grads = mod.backprop(params, np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32))
-        assert all(g.dtype == np.float32 for pair in grads for g in pair), act
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTS, LOSSES)))
+def test_float32_stays_float32(act, loss):
+    mod = module("3,4,2", act, loss)
+    params = mod.init_params(0, np.float32)
+    x, y = np.ones((2, 3), np.float32), np.full((2, 2), 0.5, np.float32)
+    assert mod.forward(params, x).dtype == np.float32
+    _, grads = mod.backprop(params, x, y)
+    assert all(g.dtype == np.float32 for pair in grads for g in pair)
 
 
 def test_parametric_slope_reaches_the_code():
