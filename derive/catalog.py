@@ -113,7 +113,7 @@ class UnknownName(ValueError):
 def _lookup(table: dict, kind: str, name: str):
     if name in table:
         return table[name]
-    near = difflib.get_close_matches(name, list(table), n=1)
+    near = difflib.get_close_matches(name, list(table), n=1, cutoff=0.5)
     hint = f"; did you mean {near[0]!r}?" if near else ""
     raise UnknownName(f"unknown {kind} {name!r} (choose from {', '.join(table)}){hint}")
 
