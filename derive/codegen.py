@@ -246,7 +246,7 @@ def header_line(command: str) -> str:
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FunctionLoader(_load_template),
+        loader=jinja2.FunctionLoader(template_source),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -255,19 +255,15 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def template_dir() -> Path:
-    """Where the templates are: shipped inside the package, or the source tree."""
+def template_source(name: str) -> str:
+    """A template's text: shipped inside the package, else from the source tree."""
     try:
-        packaged = resources.files("derive.templates")
-        if packaged.joinpath(TEMPLATE).is_file():
-            return Path(str(packaged))
+        packaged = resources.files("derive.templates").joinpath(name)
+        if packaged.is_file():
+            return packaged.read_text(encoding="utf-8")
     except ModuleNotFoundError:
         pass
-    return Path(__file__).resolve().parent.parent / "templates"
-
-
-def _load_template(name: str) -> str:
-    return (template_dir() / name).read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "templates" / name).read_text(encoding="utf-8")
 
 
 def render(derivation: Derivation, name: str) -> str:
