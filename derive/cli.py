@@ -63,7 +63,9 @@ def _target(out: str, name: str) -> Path:
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     network = spec.network(args.layers, args.activation, args.loss)
-    name = spec.check_module_name(args.name or codegen.default_module_name(network))
+    name = spec.check_module_name(
+        codegen.default_module_name(network) if args.name is None else args.name
+    )
     target = _target(args.out, name)
     if args.latex_out is not None and Path(args.latex_out).is_dir():
         raise UsageError(f"--latex-out {args.latex_out!r} is a folder, not a file")

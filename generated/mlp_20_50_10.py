@@ -24,7 +24,18 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ACTIVATIONS", "LOSS", "NN", "SIZES", "backprop", "forward", "init_params", "loss"]
+__all__ = [
+    "ACTIVATIONS",
+    "LOSS",
+    "NN",
+    "SIZES",
+    "backprop",
+    "forward",
+    "init_params",
+    "load_params",
+    "loss",
+    "save_params",
+]
 
 SIZES: tuple[int, ...] = (20, 50, 10)
 ACTIVATIONS: tuple[str, ...] = ("tanh", "tanh")
@@ -87,6 +98,50 @@ def _as_batch(name: str, arr: Array, width: int, dtype: np.dtype) -> Array:
     return arr
 
 
+def _check_finite(params: Params, x: Array, y: Array) -> None:
+    """Raise if any input holds NaN or inf (only with ``check_finite=True``)."""
+    named = [("x", x), ("y", y)]
+    for layer, (w, b) in enumerate(params, start=1):
+        named += [(f"W{layer}", w), (f"b{layer}", b)]
+    for name, arr in named:
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf (check_finite=True)")
+
+
+def save_params(path: str, params: Params) -> None:
+    """Write ``params`` to an .npz archive (arrays only, no pickles)."""
+    _check_params(params)
+    arrays = {}
+    for layer, (w, b) in enumerate(params, start=1):
+        arrays[f"W{layer}"], arrays[f"b{layer}"] = w, b
+    np.savez(path, sizes=np.array(SIZES, dtype=np.int64), **arrays)
+
+
+def load_params(path: str) -> Params:
+    """Read params written by ``save_params``; pickled or malformed files are refused."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise ValueError(f"cannot read params from {path!r}: {err}") from err
+    if not hasattr(archive, "files"):
+        raise ValueError(f"{path!r} is not an .npz archive written by save_params")
+    with archive:
+        names = [f"{kind}{layer}" for layer in range(1, len(SIZES)) for kind in "Wb"]
+        missing = [name for name in ["sizes", *names] if name not in archive.files]
+        if missing:
+            raise ValueError(f"{path!r} lacks {', '.join(missing)}; not params of this network")
+        try:
+            sizes = tuple(int(n) for n in archive["sizes"])
+            arrays = {name: archive[name] for name in names}
+        except ValueError as err:
+            raise ValueError(f"cannot read params from {path!r}: {err}") from err
+    if sizes != SIZES:
+        raise ValueError(f"{path!r} holds params for widths {sizes}, this module is {SIZES}")
+    params = [(arrays[f"W{layer}"], arrays[f"b{layer}"]) for layer in range(1, len(SIZES))]
+    _check_params(params)
+    return params
+
+
 def forward(params: Params, x: Array) -> Array:
     """The prediction Ŷ, of shape (m, 10)."""
     dtype = _check_params(params)
@@ -105,13 +160,21 @@ def loss(params: Params, x: Array, y: Array) -> float:
     return backprop(params, x, y)[0]
 
 
-def backprop(params: Params, x: Array, y: Array) -> tuple[float, Params]:
-    """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``."""
+def backprop(
+    params: Params, x: Array, y: Array, *, check_finite: bool = False
+) -> tuple[float, Params]:
+    """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.
+
+    NaN or inf in x, y or params propagates into the results; with
+    ``check_finite=True`` they raise ``ValueError`` before any work instead.
+    """
     dtype = _check_params(params)
     x = _as_batch("x", x, SIZES[0], dtype)
     y = _as_batch("y", y, SIZES[-1], dtype)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    if check_finite:
+        _check_finite(params, x, y)
     W1, b1 = params[0]
     W2, b2 = params[1]
     # Forward pass: store every z_l and a_l.

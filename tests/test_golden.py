@@ -14,7 +14,11 @@ from derive.derivation import derive
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = sorted((ROOT / "generated").glob("*.py"))
 LATEX_GOLDEN = ROOT / "tests" / "golden"
-LATEX_SNAPSHOTS = {"latex_depth1.tex": "4,3", "latex_depth2.tex": "20,50,10", "latex_depth3.tex": "3,4,5,6"}
+LATEX_SNAPSHOTS = {
+    "latex_depth1.tex": "4,3",
+    "latex_depth2.tex": "20,50,10",
+    "latex_depth3.tex": "3,4,5,6",
+}
 
 
 def header_command(path: Path) -> list[str]:

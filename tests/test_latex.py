@@ -32,7 +32,6 @@ def test_latex_uses_textbook_notation_only(layers):
 
 def test_verification_section_reports_failures():
     """Negative control: a failed check is printed as FAILED, not as verified."""
-    derivation = derive(spec.network("4,3"))
     bad = proof.Check("step lemma", "s", "exact", False, 0.0, "entry (0, 0) differs")
     assert "FAILED" in latex.verification([bad])
 

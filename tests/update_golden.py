@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import test_golden  # noqa: E402
+import test_golden
 
 for snapshot in test_golden.LATEX_SNAPSHOTS:
     body = test_golden._latex_body(test_golden.LATEX_SNAPSHOTS[snapshot])
