@@ -82,8 +82,8 @@ def run(argv: list[str] | None) -> int:
           f"{', '.join(dict.fromkeys(a.name for a in network.activations))} activation, {network.loss.name} loss")
     for c in checks:
         status = "FAILED" if not c.ok else ("skipped" if c.detail == "skipped" else "proved")
-        print(f"  {status:8} {c.name}: {c.statement}")
-        print(f"           {c.method} [{c.seconds:.2f} s]" + (f" -- {c.detail}" if not c.ok else ""))
+        why = f" -- {c.detail}" if not c.ok else ""
+        print(f"  {status:8} {c.name}: {c.statement}  [{c.method}; {c.seconds:.2f} s]{why}")
     if failed:
         print(f"derive: {len(failed)} identity(ies) failed verification; nothing written", file=sys.stderr)
         return 1
@@ -117,6 +117,9 @@ def _check(target: Path, source: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # the report is Unicode math; never crash on it
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return run(argv)
     except (UsageError, spec.SpecError, Refused) as err:

@@ -262,7 +262,7 @@ def check_output_lemma(network: Network, claims: dict[Var, Expr] | None = None) 
     ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0])
     return Check(
         "output lemma",
-        "delta_L = dL/dYhat (.) a'(z_L)",
+        "δ_L = ∂L/∂Ŷ ⊙ a'(z_L)",
         f"exact: SymPy diff of the {network.loss.name} loss, {m}x{n} symbols, a undefined",
         ok,
         time.perf_counter() - start,
@@ -297,7 +297,7 @@ def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> C
     ok, why = _compare(env, sem, claims, scalar)
     return Check(
         "step lemma",
-        "delta_{l-1} = (G W_l^T) (.) a'(z_{l-1}); dL/dW_l = a_{l-1}^T G; dL/db_l = 1^T G",
+        "for any G = ∂L/∂z_l: δ_{l-1} = (G W_lᵀ) ⊙ a'(z_{l-1}), ∂L/∂W_l = a_{l-1}ᵀ G, ∂L/∂b_l = 1ᵀ G",
         f"exact: SymPy diff of g(z_l) for undefined g and a, m={m}, widths {p}->{n}",
         ok,
         time.perf_counter() - start,

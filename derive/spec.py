@@ -8,6 +8,7 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
+import itertools
 import keyword
 
 from . import catalog
@@ -19,6 +20,9 @@ MAX_WIDTH = 100_000
 MAX_DEPTH = 200
 """Most weight layers accepted."""
 
+MAX_PARAMETERS = 500_000_000
+"""Most weights and biases in all: 4 GB of float64 parameters, before gradients."""
+
 
 class SpecError(ValueError):
     """A bad command-line value."""
@@ -28,7 +32,9 @@ def parse_layers(text: str) -> tuple[int, ...]:
     """``"20,50,10"`` -> (20, 50, 10): at least two positive widths."""
     parts = text.split(",")
     if len(parts) < 2:
-        raise SpecError(f"--layers {text!r}: give at least two comma-separated widths, e.g. 20,50,10")
+        raise SpecError(
+            f"--layers {text!r}: give at least two comma-separated widths, e.g. 20,50,10"
+        )
     if len(parts) - 1 > MAX_DEPTH:
         raise SpecError(f"--layers: {len(parts) - 1} layers is more than the limit of {MAX_DEPTH}")
     sizes = []
@@ -42,6 +48,11 @@ def parse_layers(text: str) -> tuple[int, ...]:
         if width > MAX_WIDTH:
             raise SpecError(f"--layers {text!r}: width {width} is above the limit of {MAX_WIDTH}")
         sizes.append(width)
+    count = sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
+    if count > MAX_PARAMETERS:
+        raise SpecError(
+            f"--layers {text!r}: {count:,} parameters is above the limit of {MAX_PARAMETERS:,}"
+        )
     return tuple(sizes)
 
 
@@ -51,7 +62,9 @@ def parse_activations(text: str, depth: int) -> tuple[catalog.Activation, ...]:
     if len(names) == 1:
         names = names * depth
     elif len(names) != depth:
-        raise SpecError(f"--activation {text!r}: {len(names)} names for {depth} layers; give one or {depth}")
+        raise SpecError(
+            f"--activation {text!r}: {len(names)} names for {depth} layers; give one or {depth}"
+        )
     try:
         return tuple(catalog.activation(n) for n in names)
     except catalog.UnknownName as err:
@@ -67,7 +80,9 @@ def parse_loss(text: str) -> catalog.LossFunction:
 
 def check_module_name(name: str) -> str:
     if not name.isidentifier() or not name.isascii():
-        raise SpecError(f"--name {name!r}: a module name must be a Python identifier (letters, digits, _)")
+        raise SpecError(
+            f"--name {name!r}: a module name must be a Python identifier (letters, digits, _)"
+        )
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise SpecError(f"--name {name!r}: a module name cannot be a Python keyword")
     return name

@@ -76,6 +76,7 @@ def test_check_passes_when_up_to_date_and_fails_with_a_diff_on_drift(tmp_path):
         (["--layers", "abc"], "'abc'"),
         (["--layers", "20,50,10,"], "''"),
         (["--layers", "10000000000,2"], "10000000000"),
+        (["--layers", "50000,50000,50000"], "parameters is above the limit"),
         (["--layers", "4,3", "--activation", "tahn"], "did you mean 'tanh'"),
         (["--layers", "4,3", "--loss", "l3"], "did you mean 'l2'"),
         (["--layers", "4,3,2", "--activation", "tanh,tanh,tanh"], "3 names for 2 layers"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 DEPTHS = ["5,3", "3,7,5", "5,3,7,1", "1,9,3,5,3", "7,5,3,9,5,3"]  # depths 1-5, odd widths
 
@@ -148,3 +150,17 @@ def test_non_finite_input_propagates(make_module):
     x[0, 0] = np.nan
     value, grads = module.backprop(params, x, y)
     assert np.isnan(value) and np.isnan(grads[0][0]).any()
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sizes=st.lists(st.integers(1, 7), min_size=2, max_size=5), batch=st.integers(1, 4))
+def test_random_valid_specs_have_correct_gradients(make_module, sizes, batch):
+    module = make_module(",".join(map(str, sizes)))
+    params, x, y = _data(module, batch=batch, seed=sum(sizes))
+    _, grads = module.backprop(params, x, y)
+    numeric = reference.central_differences(lambda p: module.loss(p, x, y), params)
+    for (dw, db), (nw, nb) in zip(grads, numeric, strict=True):
+        np.testing.assert_allclose(dw, nw, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(db, nb, rtol=1e-6, atol=1e-7)
