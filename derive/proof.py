@@ -405,7 +405,14 @@ END_TO_END_DEPTH = 3
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
-    checks = [check_output_lemma(network), check_step_lemma(), check_layers_are_lemma_instances(derivation)]
+    from .symbolic_widths import check_step_lemma_symbolic
+
+    checks = [
+        check_output_lemma(network),
+        check_step_lemma(),
+        check_step_lemma_symbolic(),
+        check_layers_are_lemma_instances(derivation),
+    ]
     for act in dict.fromkeys(network.activations):
         checks.append(check_activation(act))
     if network.depth <= end_to_end_depth:

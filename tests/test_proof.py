@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import sympy as sp
 
-from derive import catalog, model, proof, spec
+from derive import catalog, model, proof, spec, symbolic_widths
 from derive.derivation import derive
 from derive.expr import Activate, ActivateDeriv, Hadamard, LossGrad, MatMul, SumRows, Transpose
 
@@ -24,6 +24,7 @@ def test_every_check_passes_for_the_derived_identities(layers):
     assert [c.name for c in checks] == [
         "output lemma",
         "step lemma",
+        "step lemma, any width",
         "induction",
         "activation tanh",
         "end to end",
@@ -55,6 +56,16 @@ STEP_LEMMA_MUTANTS = {
     "bias summed over the wrong axis": {model.b(2): Transpose(SumRows(Transpose(G)))},
     "bias not summed": {model.b(2): G},
 }
+
+
+@pytest.mark.parametrize("mutant", list(STEP_LEMMA_MUTANTS))
+def test_symbolic_width_step_lemma_rejects(mutant):
+    assert symbolic_widths.check_step_lemma_symbolic().ok
+    steps, seeds = proof.step_lemma_chain(2)
+    claims = proof.backward(steps, seeds)
+    claims = {v: claims[v] for v in (model.z(1), model.W(2), model.b(2))}
+    claims.update(STEP_LEMMA_MUTANTS[mutant])
+    assert not symbolic_widths.check_step_lemma_symbolic(claims).ok
 
 
 @pytest.mark.parametrize("mutant", list(STEP_LEMMA_MUTANTS))
