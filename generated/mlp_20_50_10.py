@@ -22,7 +22,7 @@ loss and gradients (nothing is silently made finite).
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 
 __all__ = [
     "ACTIVATIONS",
@@ -45,21 +45,21 @@ Array = NDArray[np.floating]
 Params = list[tuple[Array, Array]]
 
 
-def init_params(seed: int | None = None, dtype: type = np.float64) -> Params:
+def init_params(seed: int | None = None, dtype: DTypeLike = np.float64) -> Params:
     """Weights drawn from N(0, 1/n_{l-1}), biases zero, in layer order."""
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    kind = np.dtype(dtype)
+    if kind not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {kind}")
     rng = np.random.default_rng(seed)
     params = []
     for layer in range(1, len(SIZES)):
         n_in, n_out = SIZES[layer - 1], SIZES[layer]
-        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
-        params.append((w, np.zeros((1, n_out), dtype=dtype)))
+        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(kind)
+        params.append((w, np.zeros((1, n_out), dtype=kind)))
     return params
 
 
-def _check_params(params: Params) -> np.dtype:
+def _check_params(params: Params) -> np.dtype[np.floating]:
     """The params' common dtype, after checking their count and shapes."""
     if len(params) != 2:
         raise ValueError(f"params must hold 2 (W, b) pairs, got {len(params)}")
@@ -80,10 +80,12 @@ def _check_params(params: Params) -> np.dtype:
                 dtype = arr.dtype
             elif arr.dtype != dtype:
                 raise ValueError(f"{name} has dtype {arr.dtype} but W1 has {dtype}; use one dtype")
+    if dtype is None:
+        raise ValueError("params is empty")
     return dtype
 
 
-def _as_batch(name: str, arr: Array, width: int, dtype: np.dtype) -> Array:
+def _as_batch(name: str, arr: Array, width: int, dtype: np.dtype[np.floating]) -> Array:
     """``arr`` as an (m, width) array of ``dtype``; a 1-d example becomes one row."""
     arr = np.asarray(arr)
     if arr.dtype != dtype:
@@ -114,7 +116,8 @@ def save_params(path: str, params: Params) -> None:
     arrays = {}
     for layer, (w, b) in enumerate(params, start=1):
         arrays[f"W{layer}"], arrays[f"b{layer}"] = w, b
-    np.savez(path, sizes=np.array(SIZES, dtype=np.int64), **arrays)
+    # numpy's stubs match **arrays against savez's allow_pickle: bool as well
+    np.savez(path, sizes=np.array(SIZES, dtype=np.int64), **arrays)  # type: ignore[arg-type]
 
 
 def load_params(path: str) -> Params:
@@ -200,7 +203,7 @@ class NN:
     ``(w_grad, b_grad)`` last layer first, as the seed's does.
     """
 
-    def __init__(self, seed: int | None = None, dtype: type = np.float64) -> None:
+    def __init__(self, seed: int | None = None, dtype: DTypeLike = np.float64) -> None:
         self.sizes = list(SIZES)
         self.num_layers = len(SIZES)
         params = init_params(seed, dtype)

@@ -64,3 +64,22 @@ def test_ruff_catches_a_lint_error(tmp_path):
     (tmp_path / "bad.py").write_text("import os\nx=1\n")
     assert _ruff("check", "--no-cache", str(tmp_path)).returncode != 0
     assert _ruff("format", "--check", "--no-cache", str(tmp_path)).returncode != 0
+
+
+def _mypy(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_generated_code_is_fully_typed(modules):
+    result = _mypy(*modules.glob("*.py"), *(ROOT / "generated").glob("*.py"))
+    assert result.returncode == 0, result.stdout
+
+
+def test_mypy_catches_a_type_error(tmp_path):
+    """Negative control: the type check does fail on badly typed code."""
+    (tmp_path / "bad.py").write_text("def f(x: int) -> str:\n    return x\n")
+    assert _mypy(tmp_path / "bad.py").returncode != 0
