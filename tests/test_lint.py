@@ -75,8 +75,9 @@ def _mypy(*paths: Path) -> subprocess.CompletedProcess:
 
 
 def test_generated_code_is_fully_typed(modules):
-    result = _mypy(*modules.glob("*.py"), *(ROOT / "generated").glob("*.py"))
-    assert result.returncode == 0, result.stdout
+    for folder in (modules, ROOT / "generated"):
+        result = _mypy(*folder.glob("*.py"))
+        assert result.returncode == 0, result.stdout
 
 
 def test_mypy_catches_a_type_error(tmp_path):
