@@ -113,3 +113,23 @@ def test_corrupted_tanh_rewrite_fails_proof_and_numerics(tmp_path, monkeypatch):
     derived = derivation.derive(spec.network(LAYERS))
     assert not all(c.ok for c in proof.verify(derived) if c.name == "activation tanh")
     assert not gradients_agree(_module_from(tmp_path, derived))
+
+
+def test_cli_exits_1_and_writes_nothing_when_a_proof_fails(tmp_path, monkeypatch, capsys):
+    from derive import cli
+
+    original = derivation.pull
+
+    def mutant(expr, adjoint, into):
+        if isinstance(expr, MatMul):
+            mutant(expr.left, MatMul(adjoint, expr.right), into)
+            mutant(expr.right, MatMul(Transpose(expr.left), adjoint), into)
+        else:
+            original(expr, adjoint, into)
+
+    monkeypatch.setattr(derivation, "pull", mutant)
+    code = cli.main(["--layers", "3,4,2", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "FAILED   step lemma" in captured.out and "nothing written" in captured.err
+    assert not (tmp_path / "out").exists()
