@@ -43,6 +43,19 @@ def gradients_agree(module) -> bool:
     )
 
 
+def _pull_without_transpose(original):
+    """The chain rule with one mutation: a product's left operand loses its transpose."""
+
+    def mutant(expr, adjoint, into):
+        if isinstance(expr, MatMul):
+            mutant(expr.left, MatMul(adjoint, expr.right), into)
+            mutant(expr.right, MatMul(Transpose(expr.left), adjoint), into)
+        else:
+            original(expr, adjoint, into)
+
+    return mutant
+
+
 def proof_holds(derived) -> bool:
     return all(check.ok for check in proof.verify(derived))
 
@@ -54,16 +67,7 @@ def test_unmutated_pipeline_passes_both(tmp_path):
 
 
 def test_chain_rule_without_transpose_fails_proof_and_numerics(tmp_path, monkeypatch):
-    original = derivation.pull
-
-    def mutant(expr, adjoint, into):
-        if isinstance(expr, MatMul):  # the left operand's rule loses its transpose
-            mutant(expr.left, MatMul(adjoint, expr.right), into)
-            mutant(expr.right, MatMul(Transpose(expr.left), adjoint), into)
-        else:
-            original(expr, adjoint, into)
-
-    monkeypatch.setattr(derivation, "pull", mutant)
+    monkeypatch.setattr(derivation, "pull", _pull_without_transpose(derivation.pull))
     derived = derivation.derive(spec.network(LAYERS))
     failed = [c.name for c in proof.verify(derived) if not c.ok]
     assert "step lemma" in failed
@@ -118,16 +122,7 @@ def test_corrupted_tanh_rewrite_fails_proof_and_numerics(tmp_path, monkeypatch):
 def test_cli_exits_1_and_writes_nothing_when_a_proof_fails(tmp_path, monkeypatch, capsys):
     from derive import cli
 
-    original = derivation.pull
-
-    def mutant(expr, adjoint, into):
-        if isinstance(expr, MatMul):
-            mutant(expr.left, MatMul(adjoint, expr.right), into)
-            mutant(expr.right, MatMul(Transpose(expr.left), adjoint), into)
-        else:
-            original(expr, adjoint, into)
-
-    monkeypatch.setattr(derivation, "pull", mutant)
+    monkeypatch.setattr(derivation, "pull", _pull_without_transpose(derivation.pull))
     code = cli.main(["--layers", "3,4,2", "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert code == 1
