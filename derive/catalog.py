@@ -281,7 +281,7 @@ class Activation:
         """The definition as the code evaluates it (``stable``)."""
         return stable(self.definition)
 
-    @cached_property
+    @property
     def derivative_code_form(self) -> sp.Expr:
         """a'(z) as the code evaluates it: through A if possible, made stable."""
         rewrite = self.derivative_from_output
@@ -509,7 +509,7 @@ class UnknownName(ValueError):
 def _lookup(table: dict, kind: str, name: str):
     if name in table:
         return table[name]
-    near = difflib.get_close_matches(name, list(table), n=1)
+    near = difflib.get_close_matches(name, list(table), n=1, cutoff=0.5)
     hint = f"; did you mean {near[0]!r}?" if near else ""
     raise UnknownName(f"unknown {kind} {name!r} (choose from {', '.join(table)}){hint}")
 

@@ -63,7 +63,9 @@ def _target(out: str, name: str) -> Path:
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     network = spec.network(args.layers, args.activation, args.loss)
-    name = spec.check_module_name(args.name or codegen.default_module_name(network))
+    name = spec.check_module_name(
+        codegen.default_module_name(network) if args.name is None else args.name
+    )
     target = _target(args.out, name)
     if args.latex_out is not None and Path(args.latex_out).is_dir():
         raise UsageError(f"--latex-out {args.latex_out!r} is a folder, not a file")
@@ -80,8 +82,8 @@ def run(argv: list[str] | None) -> int:
           f"{', '.join(dict.fromkeys(a.name for a in network.activations))} activation, {network.loss.name} loss")
     for c in checks:
         status = "FAILED" if not c.ok else ("skipped" if c.detail == "skipped" else "proved")
-        print(f"  {status:8} {c.name}: {c.statement}")
-        print(f"           {c.method} [{c.seconds:.2f} s]" + (f" -- {c.detail}" if not c.ok else ""))
+        why = f" -- {c.detail}" if not c.ok else ""
+        print(f"  {status:8} {c.name}: {c.statement}  [{c.method}; {c.seconds:.2f} s]{why}")
     if failed:
         print(f"derive: {len(failed)} identity(ies) failed verification; nothing written", file=sys.stderr)
         return 1
@@ -115,6 +117,9 @@ def _check(target: Path, source: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # the report is Unicode math; never crash on it
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return run(argv)
     except (UsageError, spec.SpecError, Refused) as err:

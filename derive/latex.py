@@ -295,7 +295,7 @@ def verification(checks: list[Check]) -> str:
     for c in checks:
         mark = "verified" if c.ok and c.detail != "skipped" else ("skipped" if c.ok else "FAILED")
         text = c.method.replace("_", r"\_").replace("->", r"$\to$")
-        lines.append(rf"\item \textbf{{{c.name}}} ({mark}, {c.seconds:.2f}\,s): {text}.")
+        lines.append(rf"\item \textbf{{{c.name}}} ({mark}): {text}.")
     lines.append("\\end{itemize}")
     return "\n".join(lines) + "\n"
 

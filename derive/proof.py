@@ -310,12 +310,12 @@ def check_output_lemma(
     ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0])
     if fused:
         link = network.loss.link.name
-        statement = f"delta_L = dL/dz_L = {sp.sstr(network.loss.gradient_from_output)} with A = {link}(z_L)"
+        statement = f"δ_L = ∂L/∂z_L = {sp.sstr(network.loss.gradient_from_output)} with A = {link}(z_L)"
         method = f"exact: SymPy diff of the {network.loss.name} loss of {link}(z_L), {m}x{n} symbols"
         if network.loss.assumption:
             method += ", targets with rows summing to 1" if assume else ", targets unconstrained"
     else:
-        statement = "delta_L = dL/dYhat (.) a'(z_L)"
+        statement = "δ_L = ∂L/∂Ŷ ⊙ a'(z_L)"
         method = f"exact: SymPy diff of the {network.loss.name} loss, {m}x{n} symbols, a undefined"
     return Check("output lemma", statement, method, ok, time.perf_counter() - start, why)
 
@@ -347,7 +347,7 @@ def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> C
     ok, why = _compare(env, sem, claims, scalar)
     return Check(
         "step lemma",
-        "delta_{l-1} = (G W_l^T) (.) a'(z_{l-1}); dL/dW_l = a_{l-1}^T G; dL/db_l = 1^T G",
+        "for any G = ∂L/∂z_l: δ_{l-1} = (G W_lᵀ) ⊙ a'(z_{l-1}), ∂L/∂W_l = a_{l-1}ᵀ G, ∂L/∂b_l = 1ᵀ G",
         f"exact: SymPy diff of g(z_l) for undefined g and a, m={m}, widths {p}->{n}",
         ok,
         time.perf_counter() - start,
@@ -499,7 +499,14 @@ END_TO_END_DEPTH = 3
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
-    checks = [check_output_lemma(network), check_step_lemma(), check_layers_are_lemma_instances(derivation)]
+    from .symbolic_widths import check_step_lemma_symbolic
+
+    checks = [
+        check_output_lemma(network),
+        check_step_lemma(),
+        check_step_lemma_symbolic(),
+        check_layers_are_lemma_instances(derivation),
+    ]
     for act in dict.fromkeys(network.activations):
         checks.append(check_activation(act))
     checks.append(check_loss(network.loss))

@@ -8,6 +8,7 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
+import itertools
 import keyword
 
 from . import catalog
@@ -19,6 +20,9 @@ MAX_WIDTH = 100_000
 MAX_DEPTH = 200
 """Most weight layers accepted."""
 
+MAX_PARAMETERS = 500_000_000
+"""Most weights and biases in all: 4 GB of float64 parameters, before gradients."""
+
 
 class SpecError(ValueError):
     """A bad command-line value."""
@@ -28,7 +32,9 @@ def parse_layers(text: str) -> tuple[int, ...]:
     """``"20,50,10"`` -> (20, 50, 10): at least two positive widths."""
     parts = text.split(",")
     if len(parts) < 2:
-        raise SpecError(f"--layers {text!r}: give at least two comma-separated widths, e.g. 20,50,10")
+        raise SpecError(
+            f"--layers {text!r}: give at least two comma-separated widths, e.g. 20,50,10"
+        )
     if len(parts) - 1 > MAX_DEPTH:
         raise SpecError(f"--layers: {len(parts) - 1} layers is more than the limit of {MAX_DEPTH}")
     sizes = []
@@ -42,6 +48,11 @@ def parse_layers(text: str) -> tuple[int, ...]:
         if width > MAX_WIDTH:
             raise SpecError(f"--layers {text!r}: width {width} is above the limit of {MAX_WIDTH}")
         sizes.append(width)
+    count = sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
+    if count > MAX_PARAMETERS:
+        raise SpecError(
+            f"--layers {text!r}: {count:,} parameters is above the limit of {MAX_PARAMETERS:,}"
+        )
     return tuple(sizes)
 
 
@@ -55,6 +66,10 @@ def parse_activations(
     ``name:value`` sets a parameter, e.g. ``leaky_relu:0.2``.
     """
     names = [n.strip() for n in text.split(",")]
+    if len(names) not in (1, depth):
+        raise SpecError(
+            f"--activation {text!r}: {len(names)} names for {depth} layers; give one or {depth}"
+        )
     try:
         acts = [catalog.activation(n) for n in names]
     except catalog.UnknownName as err:
@@ -63,8 +78,6 @@ def parse_activations(
         acts = acts * depth
         if link is not None:
             acts[-1] = link
-    elif len(acts) != depth:
-        raise SpecError(f"--activation {text!r}: {len(names)} names for {depth} layers; give one or {depth}")
     elif link is not None and acts[-1] != link:
         raise SpecError(
             f"--activation {text!r}: the last layer must be {link.name}, the link of this loss "
@@ -87,7 +100,9 @@ def parse_loss(text: str) -> catalog.LossFunction:
 
 def check_module_name(name: str) -> str:
     if not name.isidentifier() or not name.isascii():
-        raise SpecError(f"--name {name!r}: a module name must be a Python identifier (letters, digits, _)")
+        raise SpecError(
+            f"--name {name!r}: a module name must be a Python identifier (letters, digits, _)"
+        )
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise SpecError(f"--name {name!r}: a module name cannot be a Python keyword")
     return name

@@ -226,6 +226,24 @@ def test_extreme_inputs_stay_finite_and_correct(act, loss):
     assert_grads_close(grads, ref_grads, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTS, LOSSES)))
+def test_extreme_inputs_in_float32_agree_with_float64(act, loss):
+    """float32 overflows at e^89: the stable forms must not care."""
+    n = 4
+    mod = module(f"{n},{n}", act, loss)
+    x = np.array([[-1e4, -60.0, 0.5, 1e4], [1e4, 95.0, -95.0, -1e4]])
+    y = np.eye(n)[[0, 3]] if loss == "softmax_cross_entropy" else np.full((2, n), 0.25)
+    results = []
+    for dtype in (np.float32, np.float64):
+        params = [(np.eye(n, dtype=dtype), np.zeros((1, n), dtype=dtype))]
+        with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+            warnings.simplefilter("error")
+            results.append(mod.backprop(params, x.astype(dtype), y.astype(dtype)))
+    (v32, g32), (v64, g64) = results
+    np.testing.assert_allclose(v32, v64, rtol=1e-5)
+    assert_grads_close(g32, g64, rtol=1e-4, atol=1e-3)
+
+
 def test_extreme_inputs_run_clean_under_python_dash_W_error():
     script = (
         "import numpy as np, importlib.util, sys\n"
@@ -307,6 +325,18 @@ def test_generated_modules_pass_ruff_and_compile():
         [*ruff, "format", "--check", *config, *paths], capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_generated_modules_pass_mypy_strict():
+    pytest.importorskip("mypy")
+    mods = [module("3,4,2", act, loss) for act in ACTS for loss in LOSSES]
+    mods.append(module("5,4,3,2", "leaky_relu:0.2,gelu,softmax", "softmax_cross_entropy"))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *(m.__file__ for m in mods)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout
 
 
 def test_rendering_is_deterministic():

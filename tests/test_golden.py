@@ -1,0 +1,77 @@
+"""Generated files never drift: everything in generated/ and the LaTeX snapshots
+is regenerated from scratch and compared byte for byte."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from derive import cli, codegen, latex, proof, spec
+from derive.derivation import derive
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATED = sorted((ROOT / "generated").glob("*.py"))
+LATEX_GOLDEN = ROOT / "tests" / "golden"
+LATEX_SNAPSHOTS = {
+    "latex_depth1.tex": "4,3",
+    "latex_depth2.tex": "20,50,10",
+    "latex_depth3.tex": "3,4,5,6",
+}
+
+
+def header_command(path: Path) -> list[str]:
+    """The CLI arguments recorded in a generated file's first line."""
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    command = first.split("`")[1]
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "derive"], first
+    return words[3:]
+
+
+def regenerate(path: Path) -> str:
+    args = cli.build_parser().parse_args(header_command(path))
+    network = spec.network(args.layers, args.activation, args.loss)
+    name = args.name or codegen.default_module_name(network)
+    assert name == path.stem, f"{path.name} header names module {name}"
+    return codegen.render(derive(network), name)
+
+
+def test_generated_folder_is_not_empty():
+    assert {p.name for p in GENERATED} >= {"mlp_20_50_10.py", "mlp_4_3.py"}
+
+
+@pytest.mark.parametrize("path", GENERATED, ids=lambda p: p.name)
+def test_generated_file_matches_regeneration(path):
+    assert path.read_text(encoding="utf-8") == regenerate(path), (
+        f"{path} drifted: regenerate with `{path.read_text().splitlines()[0][2:]}`"
+    )
+
+
+def test_golden_comparison_detects_drift(tmp_path):
+    """Negative control: one changed byte in a generated file is caught."""
+    original = (ROOT / "generated" / "mlp_4_3.py").read_text(encoding="utf-8")
+    tampered = tmp_path / "mlp_4_3.py"
+    tampered.write_text(original.replace("delta1 =", "delta1  =", 1), encoding="utf-8")
+    assert tampered.read_text(encoding="utf-8") != regenerate(tampered)
+
+
+def test_rendering_is_deterministic():
+    network = spec.network("3,5,2")
+    first = codegen.render(derive(network), "m")
+    second = codegen.render(derive(spec.network("3,5,2")), "m")
+    assert first == second
+
+
+def _latex_body(layers: str) -> str:
+    derivation = derive(spec.network(layers))
+    return latex.document_body(derivation, proof.verify(derivation))
+
+
+@pytest.mark.parametrize("snapshot", list(LATEX_SNAPSHOTS))
+def test_latex_matches_snapshot(snapshot):
+    expected = (LATEX_GOLDEN / snapshot).read_text(encoding="utf-8")
+    assert _latex_body(LATEX_SNAPSHOTS[snapshot]) == expected, (
+        f"LaTeX changed; review it, then run `python tests/update_golden.py` to accept {snapshot}"
+    )

@@ -1,0 +1,86 @@
+"""Generated code is valid, formatted Python that a linter passes without warnings."""
+
+from __future__ import annotations
+
+import ast
+import py_compile
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from derive import codegen, spec
+from derive.derivation import derive
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ["4,3", "20,50,10", "3,5,7,2,9", ",".join(["3"] * 31)]
+
+
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lint")
+    for layers in SPECS:
+        network = spec.network(layers)
+        name = codegen.default_module_name(network)
+        (folder / f"{name}.py").write_text(codegen.render(derive(network), name), encoding="utf-8")
+    return folder
+
+
+def test_py_compile(modules):
+    for path in modules.glob("*.py"):
+        py_compile.compile(str(path), doraise=True)
+
+
+def test_imports_numpy_only(modules):
+    for path in modules.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
+        assert imported <= {"numpy", "__future__"}, (path.name, imported)
+
+
+def _ruff(*args: str) -> subprocess.CompletedProcess:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    config = str(ROOT / "pyproject.toml")
+    return subprocess.run([ruff, *args, "--config", config], capture_output=True, text=True)
+
+
+def test_ruff_check_and_format(modules):
+    for folder in (modules, ROOT / "generated"):
+        lint = _ruff("check", "--no-cache", str(folder))
+        assert lint.returncode == 0, lint.stdout
+        fmt = _ruff("format", "--check", "--no-cache", str(folder))
+        assert fmt.returncode == 0, fmt.stdout
+
+
+def test_ruff_catches_a_lint_error(tmp_path):
+    """Negative control: the lint check does fail on bad code."""
+    (tmp_path / "bad.py").write_text("import os\nx=1\n")
+    assert _ruff("check", "--no-cache", str(tmp_path)).returncode != 0
+    assert _ruff("format", "--check", "--no-cache", str(tmp_path)).returncode != 0
+
+
+def _mypy(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_generated_code_is_fully_typed(modules):
+    for folder in (modules, ROOT / "generated"):
+        result = _mypy(*folder.glob("*.py"))
+        assert result.returncode == 0, result.stdout
+
+
+def test_mypy_catches_a_type_error(tmp_path):
+    """Negative control: the type check does fail on badly typed code."""
+    (tmp_path / "bad.py").write_text("def f(x: int) -> str:\n    return x\n")
+    assert _mypy(tmp_path / "bad.py").returncode != 0
