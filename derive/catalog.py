@@ -189,6 +189,12 @@ def _stable_step(expr: sp.Expr) -> sp.Expr:
             rest = expr - sign
             if isinstance(-sign * rest, sp.exp):  # ±(e^u - 1) = ±expm1(u)
                 return -sign * expm1((-sign * rest).args[0])
+    if isinstance(expr, sp.Piecewise) and _is_split_at_zero(expr):
+        (upper, _), (lower, _) = expr.args
+        slope = sp.simplify(lower / upper) if upper == z else None
+        if slope is not None and slope.is_number and 0 <= slope <= 1:
+            # max(z, s z) for 0 <= s <= 1: numpy's maximum propagates NaN, where() would drop it
+            return sp.Max(z, slope * z)
     if isinstance(expr, sp.Sum) and isinstance(expr.function, sp.exp):
         row = expr.function.args[0]
         if isinstance(row, sp.Indexed) and expr.limits == ((row.indices[0], 1, outputs),):

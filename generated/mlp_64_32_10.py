@@ -159,7 +159,7 @@ def forward(params: Params, x: Array) -> Array:
     W1, b1 = params[0]
     W2, b2 = params[1]
     z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
-    a1 = np.where(z1 > 0, z1, 0)  # f2 = a₁ = a(z₁)
+    a1 = np.maximum(0, z1)  # f2 = a₁ = a(z₁)
     z2 = a1 @ W2 + b2  # f3 = z₂ = a₁ W₂ + b₂
     a2 = np.exp(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True))  # f4 = Ŷ = a(z₂)
     return a2
@@ -189,7 +189,7 @@ def backprop(
     W2, b2 = params[1]
     # Forward pass: store every z_l and a_l.
     z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
-    a1 = np.where(z1 > 0, z1, 0)  # f2 = a₁ = a(z₁)
+    a1 = np.maximum(0, z1)  # f2 = a₁ = a(z₁)
     z2 = a1 @ W2 + b2  # f3 = z₂ = a₁ W₂ + b₂
     a2 = np.exp(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True))  # f4 = Ŷ = a(z₂)
     value = float(np.sum(-(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True)) * y))

@@ -165,7 +165,7 @@ def forward(params: Params, x: Array) -> Array:
     W2, b2 = params[1]
     W3, b3 = params[2]
     z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
-    a1 = np.where(z1 > 0, z1, 0.2 * z1)  # f2 = a₁ = a(z₁)
+    a1 = np.maximum(z1, 0.2 * z1)  # f2 = a₁ = a(z₁)
     z2 = a1 @ W2 + b2  # f3 = z₂ = a₁ W₂ + b₂
     a2 = _elu(z2)  # f4 = a₂ = a(z₂)
     z3 = a2 @ W3 + b3  # f5 = z₃ = a₂ W₃ + b₃
@@ -199,7 +199,7 @@ def backprop(
     W3, b3 = params[2]
     # Forward pass: store every z_l and a_l.
     z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
-    a1 = np.where(z1 > 0, z1, 0.2 * z1)  # f2 = a₁ = a(z₁)
+    a1 = np.maximum(z1, 0.2 * z1)  # f2 = a₁ = a(z₁)
     z2 = a1 @ W2 + b2  # f3 = z₂ = a₁ W₂ + b₂
     a2 = _elu(z2)  # f4 = a₂ = a(z₂)
     z3 = a2 @ W3 + b3  # f5 = z₃ = a₂ W₃ + b₃

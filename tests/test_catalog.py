@@ -244,6 +244,18 @@ def test_extreme_inputs_in_float32_agree_with_float64(act, loss):
     assert_grads_close(g32, g64, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTS, LOSSES)))
+def test_nan_in_the_input_is_not_made_finite(act, loss):
+    mod = module("3,4,2", act, loss)
+    rng = np.random.default_rng(3)
+    params, x = random_params((3, 4, 2), rng), rng.standard_normal((2, 3))
+    x[0, 0] = np.nan
+    with np.errstate(invalid="ignore"):
+        value, grads = mod.backprop(params, x, targets(loss, rng, 2, 2))
+        assert np.isnan(value) and np.isnan(grads[0][0]).any()
+        assert np.isnan(mod.forward(params, x)[0]).all()
+
+
 def test_extreme_inputs_run_clean_under_python_dash_W_error():
     script = (
         "import numpy as np, importlib.util, sys\n"
