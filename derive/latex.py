@@ -124,7 +124,10 @@ class MatrixLatex:
             names = {catalog.pred: self(e.pred), catalog.target: self(e.target)}
             return scalar(loss.gradient, names)
         if isinstance(e, Loss):
-            return self.network.loss.latex_template.format(pred=self(e.pred), target=self(e.target))
+            pred = self(e.pred)
+            if self.network.fused:  # the loss reads z_L through its link: L(link(z_L), Y)
+                pred = self(Activate(self.network.depth, e.pred))
+            return self.network.loss.latex_template.format(pred=pred, target=self(e.target))
         raise TypeError(f"cannot print {type(e).__name__}")
 
     def _factor(self, e: Expr, hadamard: bool = False) -> str:
@@ -295,7 +298,8 @@ def verification(checks: list[Check]) -> str:
     for c in checks:
         mark = "verified" if c.ok and c.detail != "skipped" else ("skipped" if c.ok else "FAILED")
         text = c.method.replace("_", r"\_").replace("->", r"$\to$")
-        lines.append(rf"\item \textbf{{{c.name}}} ({mark}): {text}.")
+        name = c.name.replace("_", r"\_")  # leaky_relu, softmax_cross_entropy
+        lines.append(rf"\item \textbf{{{name}}} ({mark}): {text}.")
     lines.append("\\end{itemize}")
     return "\n".join(lines) + "\n"
 

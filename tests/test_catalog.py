@@ -531,3 +531,37 @@ def test_catalog_golden_files_are_what_their_header_command_generates(name, caps
     assert cli.main([*command[3:], "--out", str(path.parent), "--check"]) == 0, (
         capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize(
+    "act,loss",
+    [
+        ("relu", "softmax_cross_entropy"),
+        ("elu,gelu,sigmoid", "sigmoid_binary_cross_entropy"),
+        ("leaky_relu:0.2,softplus,identity", "mse"),
+    ],
+)
+def test_catalog_latex_shows_the_derivations_and_compiles(act, loss, tmp_path):
+    from derive import latex
+
+    derivation = derive(spec.network("4,3,3,2", act, loss))
+    document = latex.document(derivation, proof.verify(derivation, end_to_end_depth=0))
+    if loss in FUSED:
+        assert r"\quad\text{with } A = " in document and (
+            "A - Y" in document or "A - {Y}_{k}" in document
+        )
+    else:
+        assert r"\quad\text{with } A = a_{1}(z)" in document
+    if loss == "softmax_cross_entropy":
+        assert r"\text{using } \sum_i Y_i = 1" in document
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed")
+    (tmp_path / "d.tex").write_text(document, encoding="utf-8")
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
