@@ -338,7 +338,7 @@ def elu(alpha: sp.Rational = ELU_ALPHA) -> Activation:
         name,
         sp.Piecewise((z, z > 0), (alpha * (sp.exp(z) - 1), True)),
         r"\operatorname{elu}",
-        f"z for z > 0, else {decimal(alpha)} (e^z - 1)",
+        "z for z > 0, else " + ("e^z - 1" if alpha == 1 else f"{decimal(alpha)} (e^z - 1)"),
     )
 
 

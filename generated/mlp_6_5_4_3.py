@@ -107,7 +107,7 @@ def _leaky_relu_0p2_derivative(a: Array) -> Array:
 
 
 def _elu(z: Array) -> Array:
-    """elu(z) = z for z > 0, else 1 (e^z - 1)."""
+    """elu(z) = z for z > 0, else e^z - 1."""
     value: Array = np.where(z > 0, z, np.expm1(np.minimum(0, z)))
     return value
 
