@@ -288,4 +288,26 @@ def render(derivation: Derivation, name: str) -> str:
         forward=forward_lines(network),
         backward=backward_lines(derivation),
         uses_batch=catalog.batch in loss.gradient.free_symbols or catalog.batch in loss.scale.free_symbols,
+        **_fast_fields(derivation),
     )
+
+
+def _fast_fields(derivation: Derivation) -> dict:
+    """Template fields of the in-place ``backprop`` (see ``fastcode``)."""
+    from . import fastcode  # imports this module
+
+    network = derivation.network
+    plan = fastcode.plan(derivation, NumpyCode(network), MatrixText(network))
+    names = ["ones", *(name for name, _ in plan.buffers)]
+    widths = [str(width) for _, width in plan.buffers]
+    return {
+        "plan": plan,
+        "workspace_targets": ", ".join(names),
+        "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
+        "new_grads_literal": tuple_literal(
+            [f"(np.empty_like(W{layer}), np.empty_like(b{layer}))" for layer in range(1, network.depth + 1)],
+            "        out = ",
+            "[]",
+            "        ",
+        ),
+    }
