@@ -292,6 +292,14 @@ def render(derivation: Derivation, name: str) -> str:
     )
 
 
+def _unpack_target(names: list[str], rest: str) -> str:
+    """The left side of ``names = ...`` at function level, as ``ruff format`` lays it out."""
+    inline = ", ".join(names)
+    if 4 + len(inline) + len(rest) <= LINE_LENGTH:
+        return inline
+    return "(\n" + "".join(f"        {name},\n" for name in names) + "    )"
+
+
 def _fast_fields(derivation: Derivation) -> dict:
     """Template fields of the in-place ``backprop`` (see ``fastcode``)."""
     from . import fastcode  # imports this module
@@ -302,7 +310,7 @@ def _fast_fields(derivation: Derivation) -> dict:
     widths = [str(width) for _, width in plan.buffers]
     return {
         "plan": plan,
-        "workspace_targets": ", ".join(names),
+        "workspace_targets": _unpack_target(names, " = ws[1]"),
         "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
         "new_grads_literal": tuple_literal(
             [f"(np.empty_like(W{layer}), np.empty_like(b{layer}))" for layer in range(1, network.depth + 1)],
