@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import catalog, model
-from .codegen import code_name, scalar_code
+from .codegen import code_name, formatted, scalar_code
 from .derivation import Derivation
 from .expr import ActivateDeriv, Expr, Hadamard, LossGrad, MatMul, SumRows, Transpose, Var
 
@@ -235,7 +235,19 @@ def plan(derivation: Derivation, printer, text) -> Plan:
             backward.append(
                 Group(f"∂L/∂{text(param)} = {text(grad)}", (_product(grad, target, printer),))
             )
-    return Plan(tuple(buffers), tuple(forward), tuple(loss_groups), tuple(backward))
+    return Plan(tuple(buffers), _laid_out(forward), _laid_out(loss_groups), _laid_out(backward))
+
+
+def _laid_out(groups: list[Group]) -> tuple[Group, ...]:
+    """Every statement spaced as ``ruff format`` spaces it."""
+    return tuple(Group(g.comment, tuple(_statement(s) for s in g.statements)) for g in groups)
+
+
+def _statement(text: str) -> str:
+    target, sep, value = text.partition(" = ")
+    if sep and target.replace("[...]", "").isidentifier():
+        return f"{target} = {formatted(value)}"
+    return formatted(text)
 
 
 def _loss(network, printer) -> tuple[list[Group], sp.Expr | None]:
@@ -248,15 +260,15 @@ def _loss(network, printer) -> tuple[list[Group], sp.Expr | None]:
     depth = network.depth
     r = catalog.pred - catalog.target
     full = sp.expand(loss.scale * loss.entry)
-    c_value = sp.simplify(full / sp.expand(r**2))
-    c_grad = sp.simplify(loss.gradient / r)
+    c_value = sp.cancel(full / sp.expand(r**2))
+    c_grad = sp.cancel(loss.gradient / r)
     value_code = printer(model.Loss(model.a(depth), model.Y))
     if catalog.pred in c_value.free_symbols | c_grad.free_symbols or catalog.target in (
         c_value.free_symbols | c_grad.free_symbols
     ):
         return [Group(f"L = {loss.name} loss", (f"value = {value_code}",))], None
     names = {catalog.batch: "m", catalog.outputs: str(network.sizes[-1])}
-    scale = "" if c_value == 1 else f" * {printer_scalar(c_value, names)}"
+    scale = "" if c_value == 1 else f" * ({printer_scalar(c_value, names)})"
     statements = (
         f"np.subtract(a{depth}, y, delta{depth})",
         f"value = float(np.vdot(delta{depth}, delta{depth})){scale}",

@@ -240,3 +240,33 @@ def test_thread_check_catches_a_shared_buffer():
     results = run_concurrently([racy(1.0), racy(2.0)], rounds=3)
     expected = [(3.0, [(np.ones(3), np.ones(3))]), (6.0, [(np.full(3, 2.0), np.full(3, 2.0))])]
     assert not (all_equal(results[0], expected[0]) and all_equal(results[1], expected[1]))
+
+
+def test_a_mean_loss_is_scaled_in_place(tmp_path):
+    """A loss with a batch-dependent scale (a mean of squares) goes through the
+    residual path with the scale applied in place; gradients stay exact."""
+    from derive import catalog
+    from derive.model import Network
+
+    mean = catalog.LossFunction(
+        "mean_sq",
+        (catalog.pred - catalog.target) ** 2,
+        r"\frac{1}{m n_L}\lVert {pred} - {target} \rVert^2",
+        "mean of squared errors",
+        scale=1 / (catalog.batch * catalog.outputs),
+    )
+    tanh = catalog.activation("tanh")
+    network = Network((3, 4, 2), (tanh, tanh), mean)
+    path = tmp_path / "mean_net.py"
+    source = codegen.render(derive(network), "mean_net")
+    assert "np.vdot" in source  # the in-place residual path, not the fallback
+    path.write_text(source, encoding="utf-8")
+    module_spec = importlib.util.spec_from_file_location("mean_net", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    params = module.init_params(seed=8)
+    x, y = data(module.SIZES, 6)
+    value, grads = module.backprop(params, x, y)
+    prediction = module.forward(params, x)
+    assert value == pytest.approx(float(np.mean((prediction - y) ** 2)), rel=1e-12)
+    assert fd_mismatch(module.loss, params, x, y, grads) < 1e-7
