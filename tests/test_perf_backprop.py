@@ -12,9 +12,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import sympy as sp
 
-from derive import codegen, spec
+from derive import catalog, codegen, spec
 from derive.derivation import derive
+from derive.model import Network
 
 
 def generate(tmp_path, layers: str, name: str):
@@ -245,9 +247,6 @@ def test_thread_check_catches_a_shared_buffer():
 def test_a_mean_loss_is_scaled_in_place(tmp_path):
     """A loss with a batch-dependent scale (a mean of squares) goes through the
     residual path with the scale applied in place; gradients stay exact."""
-    from derive import catalog
-    from derive.model import Network
-
     mean = catalog.LossFunction(
         "mean_sq",
         (catalog.pred - catalog.target) ** 2,
@@ -269,4 +268,46 @@ def test_a_mean_loss_is_scaled_in_place(tmp_path):
     value, grads = module.backprop(params, x, y)
     prediction = module.forward(params, x)
     assert value == pytest.approx(float(np.mean((prediction - y) ** 2)), rel=1e-12)
+    assert fd_mismatch(module.loss, params, x, y, grads) < 1e-7
+
+
+def _custom_module(tmp_path, name, definition, loss=None):
+    act = catalog.Activation(name, definition, name, name)
+    network = Network((3, 4, 2), (act, act), loss or catalog.loss_function("l2"))
+    source = codegen.render(derive(network), f"net_{name}")
+    path = tmp_path / f"net_{name}.py"
+    path.write_text(source, encoding="utf-8")
+    module_spec = importlib.util.spec_from_file_location(f"net_{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module, source
+
+
+def test_activation_whose_derivative_needs_z_keeps_z(tmp_path):
+    """atan: a' is compiled from z (cos(A)² needs two buffers), so z_l gets its own."""
+    module, source = _custom_module(tmp_path, "atan", sp.atan(catalog.z))
+    assert "np.arctan(z1, a1)" in source and "[...] =" not in source
+    params = module.init_params(seed=9)
+    x, y = data(module.SIZES, 5)
+    _, grads = module.backprop(params, x, y)
+    assert fd_mismatch(module.loss, params, x, y, grads) < 1e-7
+
+
+def test_formulas_the_compiler_refuses_fall_back_and_stay_correct(tmp_path):
+    """z·exp(−z²) (a' needs two buffers) and a cross-entropy loss use NumpyCode's expressions."""
+    z, p, t = catalog.z, catalog.pred, catalog.target
+    module, source = _custom_module(tmp_path, "bump", z * sp.exp(-(z**2)))
+    assert "delta1[...] =" in source
+    params = module.init_params(seed=10)
+    x, y = data(module.SIZES, 5)
+    _, grads = module.backprop(params, x, y)
+    assert fd_mismatch(module.loss, params, x, y, grads) < 1e-7
+
+    bce = catalog.LossFunction("bce", -(t * sp.log(p) + (1 - t) * sp.log(1 - p)), "", "")
+    module, source = _custom_module(tmp_path, "sigmoid", 1 / (1 + sp.exp(-z)), bce)
+    assert "value = float(np.sum(" in source and "delta2[...] =" in source
+    params = module.init_params(seed=11)
+    x, _ = data(module.SIZES, 5)
+    y = (np.random.default_rng(0).uniform(size=(5, 2)) > 0.5).astype(float)
+    _, grads = module.backprop(params, x, y)
     assert fd_mismatch(module.loss, params, x, y, grads) < 1e-7
