@@ -244,6 +244,8 @@ def _laid_out(groups: list[Group]) -> tuple[Group, ...]:
 
 
 def _statement(text: str) -> str:
+    if text.startswith("# "):
+        return text
     target, sep, value = text.partition(" = ")
     if sep and target.replace("[...]", "").isidentifier():
         return f"{target} = {formatted(value)}"
@@ -296,18 +298,26 @@ def _delta(derivation: Derivation, layer: int, in_place: dict, residual, printer
     fallback = [f"{buf}[...] = {printer(expr)}"]
     if not (isinstance(expr, Hadamard) and isinstance(expr.right, ActivateDeriv)):
         return fallback
+    act = network.activation(layer)
     deriv = _derivative_code(network, layer, g) if in_place[layer] else None
     if deriv is None:
-        act = network.activation(layer)
         try:
             deriv = inplace(act.derivative, {catalog.z: f"z{layer}"}, g)
         except Unsupported:
             return fallback
+        formula = scalar_code(act.derivative, {catalog.z: f"z{layer}"})
+    else:
+        formula = scalar_code(act.derivative_from_output, {catalog.A: f"a{layer}"})
+    deriv = [f"# {g} = a'(z{layer}) = {formatted(formula)}", *deriv]
     left = expr.left
     if isinstance(left, LossGrad):
         if residual is None:
             return fallback
         names = {catalog.batch: "m", catalog.outputs: str(network.sizes[-1])}
+        gradient = scalar_code(
+            network.loss.gradient, {**names, catalog.pred: f"a{layer}", catalog.target: "y"}
+        )
+        deriv = [*deriv, f"# ∂L/∂Ŷ = {formatted(gradient)}, with a{layer} - y already in {buf}"]
         scale = (
             []
             if residual == 1
