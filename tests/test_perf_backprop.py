@@ -160,10 +160,12 @@ def steady_state_peak(call, calls: int = 20) -> tuple[int, int]:
     return peak - start, end - start
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("m", [1, 512])
-def test_steady_state_with_out_allocates_no_array(wide, m):
-    params = wide.init_params(seed=6)
-    x, y = data(wide.SIZES, m)
+def test_steady_state_with_out_allocates_no_array(wide, m, dtype):
+    """Also catches float32 work done in float64: casting needs buffers."""
+    params = wide.init_params(seed=6, dtype=dtype)
+    x, y = data(wide.SIZES, m, dtype=dtype)
     out = [(np.empty_like(w), np.empty_like(b)) for w, b in params]
     peak, growth = steady_state_peak(lambda: wide.backprop(params, x, y, out=out))
     assert growth == 0
