@@ -313,3 +313,20 @@ def test_formulas_the_compiler_refuses_fall_back_and_stay_correct(tmp_path):
     y = (np.random.default_rng(0).uniform(size=(5, 2)) > 0.5).astype(float)
     _, grads = module.backprop(params, x, y)
     assert fd_mismatch(module.loss, params, x, y, grads) < 1e-7
+
+
+def test_strided_inputs_and_an_empty_batch(small):
+    """Non-contiguous x and y go through np.dot and the ufuncs as they are."""
+    params = small.init_params(seed=12)
+    x, y = data(small.SIZES, 8)
+    wide_x = np.zeros((8, 2 * x.shape[1]))
+    wide_x[:, ::2] = x
+    expected_value, expected = small.backprop(params, x, np.ascontiguousarray(y))
+    value, grads = small.backprop(params, wide_x[:, ::2], np.asfortranarray(y))
+    assert value == pytest.approx(expected_value, rel=1e-12)
+    for (dw, db), (ew, eb) in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(dw, ew, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(db, eb, rtol=1e-12, atol=1e-15)
+    value, grads = small.backprop(params, x[:0], y[:0])
+    assert value == 0.0
+    assert all(not dw.any() and not db.any() for dw, db in grads)
