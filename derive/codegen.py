@@ -308,12 +308,13 @@ def _fast_fields(derivation: Derivation) -> dict:
     plan = fastcode.plan(derivation, NumpyCode(network), MatrixText(network))
     names = ["ones", *(name for name, _ in plan.buffers)]
     widths = [str(width) for _, width in plan.buffers]
+    layers = range(1, network.depth + 1)
     return {
         "plan": plan,
         "workspace_targets": _unpack_target(names, " = ws[1]"),
         "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
         "new_grads_literal": tuple_literal(
-            [f"(np.empty_like(W{layer}), np.empty_like(b{layer}))" for layer in range(1, network.depth + 1)],
+            [f"(np.empty_like(W{layer}), np.empty_like(b{layer}))" for layer in layers],
             "        out = ",
             "[]",
             "        ",
