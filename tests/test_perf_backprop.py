@@ -215,11 +215,29 @@ def test_two_threads_get_correct_results(wide):
     params = wide.init_params(seed=7)
     inputs = [data(wide.SIZES, 64, seed=s) for s in (1, 2)]
     expected = [wide.backprop(params, x, y) for x, y in inputs]
-    results = run_concurrently(
-        [lambda x=x, y=y: wide.backprop(params, x, y) for x, y in inputs], rounds=100
-    )
+    calls = [lambda x=x, y=y: wide.backprop(params, x, y) for x, y in inputs]
+    results = run_concurrently(calls, rounds=30)
     for k in range(2):
         assert all_equal(results[k], expected[k])
+
+
+def test_thread_check_catches_a_shared_workspace(wide, monkeypatch):
+    """Negative control on the real module: one workspace for both threads is caught.
+
+    The race is left to the scheduler, so up to three tries; measured, the
+    first try caught it in 5 runs out of 5.
+    """
+    params = wide.init_params(seed=7)
+    inputs = [data(wide.SIZES, 64, seed=s) for s in (1, 2)]
+    expected = [wide.backprop(params, x, y) for x, y in inputs]
+    shared = wide._take_workspace(64, params[0][0].dtype)
+    monkeypatch.setattr(wide, "_take_workspace", lambda m, dtype: shared)
+    calls = [lambda x=x, y=y: wide.backprop(params, x, y) for x, y in inputs]
+    for _ in range(3):
+        results = run_concurrently(calls, rounds=30)
+        if not all(all_equal(results[k], expected[k]) for k in range(2)):
+            return
+    pytest.fail("two threads sharing one workspace went unnoticed")
 
 
 def test_thread_check_catches_a_shared_buffer():
