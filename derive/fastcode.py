@@ -18,6 +18,7 @@ merely not allocation-free.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy as sp
@@ -26,6 +27,9 @@ from . import catalog, model
 from .codegen import code_name, formatted, scalar_code
 from .derivation import Derivation
 from .expr import ActivateDeriv, Expr, Hadamard, LossGrad, MatMul, SumRows, Transpose, Var
+from .model import Network
+
+Printer = Callable[[Expr], str]
 
 UFUNCS = {
     sp.tanh: "tanh",
@@ -156,7 +160,7 @@ class Plan:
     backward: tuple[Group, ...]
 
 
-def _derivative_code(network, layer: int, buf: str) -> list[str] | None:
+def _derivative_code(network: Network, layer: int, buf: str) -> list[str] | None:
     """a'(z_layer) into ``buf`` from the stored a_layer, or None if not possible in place."""
     act = network.activation(layer)
     rewrite = act.derivative_from_output
@@ -168,7 +172,7 @@ def _derivative_code(network, layer: int, buf: str) -> list[str] | None:
         return None
 
 
-def _activation_code(network, layer: int, source: str, buf: str) -> list[str] | None:
+def _activation_code(network: Network, layer: int, source: str, buf: str) -> list[str] | None:
     act = network.activation(layer)
     try:
         return inplace(act.definition, {catalog.z: source}, buf)
@@ -176,7 +180,7 @@ def _activation_code(network, layer: int, source: str, buf: str) -> list[str] | 
         return None
 
 
-def plan(derivation: Derivation, printer, text) -> Plan:
+def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
     """Lay out buffers and statements; ``printer`` is NumpyCode and ``text`` MatrixText."""
     network = derivation.network
     depth = network.depth
@@ -184,7 +188,7 @@ def plan(derivation: Derivation, printer, text) -> Plan:
     forward: list[Group] = []
     # z_l is computed into a_l's buffer and overwritten by a(z_l) when the
     # backward pass reads a'(z_l) from a_l alone; otherwise z_l keeps its own.
-    in_place = {}
+    in_place: dict[int, bool] = {}
     for layer in range(1, depth + 1):
         width = network.sizes[layer]
         in_place[layer] = (
@@ -252,7 +256,7 @@ def _statement(text: str) -> str:
     return formatted(text)
 
 
-def _loss(network, printer) -> tuple[list[Group], sp.Expr | None]:
+def _loss(network: Network, printer: Printer) -> tuple[list[Group], sp.Expr | None]:
     """The loss value; for a squared error, r = Ŷ − Y is left in δ_L.
 
     Returns the groups and, when r is left in δ_L, the constant c with
@@ -281,16 +285,24 @@ def _loss(network, printer) -> tuple[list[Group], sp.Expr | None]:
 
 
 def printer_scalar(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
+    """A loss constant as code: a float literal, or a formula in m and n_L."""
     if expr.is_Number:
         return _number(expr)
     return scalar_code(expr, names)
 
 
 def _sub(n: int) -> str:
+    """Subscript digits, as the comments write layer indices."""
     return str(n).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
 
-def _delta(derivation: Derivation, layer: int, in_place: dict, residual, printer) -> list[str]:
+def _delta(
+    derivation: Derivation,
+    layer: int,
+    in_place: dict[int, bool],
+    residual: sp.Expr | None,
+    printer: Printer,
+) -> list[str]:
     network = derivation.network
     expr = derivation.deltas[layer]
     buf = f"delta{layer}"
@@ -338,7 +350,7 @@ def _delta(derivation: Derivation, layer: int, in_place: dict, residual, printer
     return fallback
 
 
-def _product(grad: Expr, target: str, printer) -> str:
+def _product(grad: Expr, target: str, printer: Printer) -> str:
     """∂L/∂W_l = a_{l-1}ᵀ δ_l or ∂L/∂b_l = 1ᵀ δ_l, into the gradient array."""
     if (
         isinstance(grad, MatMul)
