@@ -73,6 +73,8 @@ class Semantics:
 class GenericActivation(sp.Function):
     """An arbitrary activation a_l, whose derivative is the arbitrary function Da_l.
 
+    (The step lemma's arbitrary upstream loss g of many arguments is one too.)
+
     SymPy's chain rule applies to it as to any function; only the derivative
     is an opaque applied function Da_l(arg) instead of the
     ``Subs(Derivative(a_l(ξ), ξ), ξ, arg)`` an undefined function gets, which
@@ -312,13 +314,17 @@ def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> C
     sem = generic_semantics(LossFunction("none", sp.Integer(0), "", ""))
     for step in steps:
         env[step.target] = evaluate(step.expr, env, sem)
-    # An arbitrary loss upstream: an undefined function g of every entry of z_l.
-    upper = env[model.z(layer)]
-    slots = sp.symbols(f"u0:{m * n}")
-    g = sp.Function("g")(*slots)
-    point = dict(zip(slots, list(upper)))
-    scalar = g.subs(point, simultaneous=True)
-    env[model.delta(layer)] = sp.Matrix(m, n, [sp.diff(g, s).subs(point, simultaneous=True) for s in slots])
+    # An arbitrary loss upstream: an arbitrary function g of every entry of
+    # z_l, whose partial derivatives are the arbitrary functions Dg_k.
+    upper = list(env[model.z(layer)])
+    partials = [sp.Function(f"Dg_{k}") for k in range(m * n)]
+
+    def fdiff(self: GenericActivation, argindex: int = 1) -> sp.Expr:
+        return partials[argindex - 1](*self.args)
+
+    g = type("g", (GenericActivation,), {"nargs": m * n, "fdiff": fdiff})
+    scalar = g(*upper)
+    env[model.delta(layer)] = sp.Matrix(m, n, [d(*upper) for d in partials])
     ok, why = _compare(env, sem, claims, scalar)
     return Check(
         "step lemma",

@@ -8,7 +8,7 @@ import pytest
 
 from derive import model, proof, spec
 from derive.derivation import derive
-from derive.expr import ActivateDeriv, Hadamard, MatMul, Transpose
+from derive.expr import ActivateDeriv, Hadamard, MatMul, SumRows, Transpose
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +41,30 @@ def test_wrong_delta_is_rejected(derivation, case):
 def test_generic_activation_is_one_object_per_layer():
     assert proof.generic_activation(3) is proof.generic_activation(3)
     assert proof.generic_activation(3)[0] is not proof.generic_activation(4)[0]
+
+
+G = model.delta(2)
+STEP_CLAIMS = {
+    model.z(1): Hadamard(MatMul(G, Transpose(model.W(2))), ActivateDeriv(1, model.z(1))),
+    model.W(2): MatMul(Transpose(model.a(1)), G),
+    model.b(2): SumRows(G),
+}
+WRONG_STEP_CLAIMS = {
+    "a' dropped": (model.z(1), MatMul(G, Transpose(model.W(2)))),
+    "a' of the wrong layer": (
+        model.z(1),
+        Hadamard(MatMul(G, Transpose(model.W(2))), ActivateDeriv(2, model.z(1))),
+    ),
+    "bias gradient without the sum": (model.b(2), G),
+    "weight gradient transposed": (model.W(2), MatMul(Transpose(G), model.a(1))),
+}
+
+
+def test_step_lemma_with_generic_upstream_loss_proves_the_claims():
+    assert proof.check_step_lemma(STEP_CLAIMS).ok
+
+
+@pytest.mark.parametrize("name", list(WRONG_STEP_CLAIMS))
+def test_step_lemma_rejects_a_wrong_claim(name):
+    var, wrong = WRONG_STEP_CLAIMS[name]
+    assert not proof.check_step_lemma({**STEP_CLAIMS, var: wrong}).ok
