@@ -454,4 +454,35 @@ def render(derivation: Derivation, name: str) -> str:
         helpers=helpers(network),
         backward=backward_lines(derivation),
         uses_batch=catalog.batch in loss.gradient.free_symbols or catalog.batch in loss.scale.free_symbols,
+        **_fast_fields(derivation),
     )
+
+
+def _unpack_target(names: list[str], rest: str) -> str:
+    """The left side of ``names = ...`` at function level, as ``ruff format`` lays it out."""
+    inline = ", ".join(names)
+    if 4 + len(inline) + len(rest) <= LINE_LENGTH:
+        return inline
+    return "(\n" + "".join(f"        {name},\n" for name in names) + "    )"
+
+
+def _fast_fields(derivation: Derivation) -> dict:
+    """Template fields of the in-place ``backprop`` (see ``fastcode``)."""
+    from . import fastcode  # imports this module
+
+    network = derivation.network
+    plan = fastcode.plan(derivation, NumpyCode(network), MatrixText(network))
+    names = ["ones", *(name for name, _ in plan.buffers)]
+    widths = [str(width) for _, width in plan.buffers]
+    layers = range(1, network.depth + 1)
+    return {
+        "plan": plan,
+        "workspace_targets": _unpack_target(names, " = ws[1]"),
+        "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
+        "new_grads_literal": tuple_literal(
+            [f"(np.empty_like(W{layer}), np.empty_like(b{layer}))" for layer in layers],
+            "        out = ",
+            "[]",
+            "        ",
+        ),
+    }

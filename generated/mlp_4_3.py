@@ -161,9 +161,13 @@ def loss(params: Params, x: Array, y: Array) -> float:
 
 
 def backprop(
-    params: Params, x: Array, y: Array, *, check_finite: bool = False
+    params: Params, x: Array, y: Array, out: Params | None = None, *, check_finite: bool = False
 ) -> tuple[float, Params]:
     """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.
+
+    The gradients are new arrays, or are written into ``out`` (arrays shaped
+    and typed like ``params``, C-contiguous), so that a steady-state call
+    allocates nothing.  Intermediates live in a reused workspace.
 
     NaN or inf in x, y or params propagates into the results; with
     ``check_finite=True`` they raise ``ValueError`` before any work instead.
@@ -175,16 +179,82 @@ def backprop(
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
     if check_finite:
         _check_finite(params, x, y)
+    m = x.shape[0]
     W1, b1 = params[0]
-    # Forward pass: store every z_l and a_l.
-    z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
-    a1 = np.tanh(z1)  # f2 = Ŷ = a(z₁)
-    value = float(np.sum((a1 - y) ** 2))
-    # Backward pass: the recursive identities, last layer first.
-    delta1 = 2 * (a1 - y) * (1 - a1**2)  # δ₁ = ∂L/∂Ŷ ⊙ a'(z₁)
-    dW1 = x.T @ delta1  # ∂L/∂W₁ = Xᵀ δ₁
-    db1 = delta1.sum(axis=0, keepdims=True)  # ∂L/∂b₁ = 1ᵀ δ₁
-    return value, [(dW1, db1)]
+    if out is None:
+        out = [(np.empty_like(W1), np.empty_like(b1))]
+    else:
+        _check_out(out, dtype)
+    dW1, db1 = out[0]
+    ws = _take_workspace(m, dtype)
+    ones, a1, g1, delta1 = ws[1]
+    # Forward pass: z_l is computed in a_l's buffer (with b_l put on every row of g_l
+    # first), then overwritten by a(z_l) unless a'(z_l) needs z_l.
+    # f1 = z₁ = X W₁ + b₁
+    np.dot(x, W1, a1)
+    np.copyto(g1, b1)
+    np.add(a1, g1, a1)
+    # f2 = Ŷ = a(z₁)
+    np.tanh(a1, a1)
+    # L = l2 loss, from r = Ŷ − Y (kept in δ₁)
+    np.subtract(a1, y, delta1)
+    value = float(np.vdot(delta1, delta1))
+    # Backward pass: the recursive identities, last layer first (g_l holds a'(z_l)).
+    # δ₁ = ∂L/∂Ŷ ⊙ a'(z₁)
+    # g1 = a'(z1) = 1 - a1**2
+    np.multiply(a1, a1, g1)
+    np.subtract(1.0, g1, g1)
+    # ∂L/∂Ŷ = 2 * (a1 - y), with a1 - y already in delta1
+    np.multiply(delta1, 2.0, delta1)
+    np.multiply(delta1, g1, delta1)
+    # ∂L/∂W₁ = Xᵀ δ₁
+    np.dot(x.T, delta1, dW1)
+    # ∂L/∂b₁ = 1ᵀ δ₁
+    np.dot(ones, delta1, db1)
+    _SPARE.append(ws)
+    return value, out
+
+
+_WORKSPACE_WIDTHS = (3, 3, 3)
+"""Widths of the workspace's (m, width) arrays, in the order ``backprop`` unpacks them."""
+
+_SPARE: list[tuple[tuple[int, np.dtype], tuple[Array, ...]]] = []
+"""Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
+threads calling ``backprop`` at once each hold their own."""
+
+
+def _take_workspace(m: int, dtype: np.dtype) -> tuple[tuple[int, np.dtype], tuple[Array, ...]]:
+    """A workspace for m rows of ``dtype``: a spare one if it fits, else a new one."""
+    try:
+        ws = _SPARE.pop()
+    except IndexError:
+        ws = None
+    if ws is None or ws[0] != (m, dtype):
+        buffers = [np.empty((m, n), dtype) for n in _WORKSPACE_WIDTHS]
+        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers))
+    return ws
+
+
+def _check_out(out: Params, dtype: np.dtype) -> None:
+    """``out`` must hold C-contiguous arrays of ``dtype`` shaped like ``params``."""
+    try:
+        ok = len(out) == len(_SHAPES) and all(
+            w.shape == w_shape
+            and b.shape == b_shape
+            and w.dtype == dtype
+            and b.dtype == dtype
+            and w.flags.c_contiguous
+            and b.flags.c_contiguous
+            for (w, b), (w_shape, b_shape) in zip(out, _SHAPES, strict=True)
+        )
+    except (AttributeError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"out must be [(dW1, db1), ...]: C-contiguous {dtype} arrays like params")
+
+
+_SHAPES = tuple(((SIZES[k], SIZES[k + 1]), (1, SIZES[k + 1])) for k in range(len(SIZES) - 1))
+"""The shapes of (W_l, b_l), in layer order."""
 
 
 class NN:

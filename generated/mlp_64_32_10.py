@@ -171,9 +171,13 @@ def loss(params: Params, x: Array, y: Array) -> float:
 
 
 def backprop(
-    params: Params, x: Array, y: Array, *, check_finite: bool = False
+    params: Params, x: Array, y: Array, out: Params | None = None, *, check_finite: bool = False
 ) -> tuple[float, Params]:
     """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.
+
+    The gradients are new arrays, or are written into ``out`` (arrays shaped
+    and typed like ``params``, C-contiguous), so that a steady-state call
+    allocates nothing.  Intermediates live in a reused workspace.
 
     NaN or inf in x, y or params propagates into the results; with
     ``check_finite=True`` they raise ``ValueError`` before any work instead.
@@ -185,22 +189,93 @@ def backprop(
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
     if check_finite:
         _check_finite(params, x, y)
+    m = x.shape[0]
     W1, b1 = params[0]
     W2, b2 = params[1]
-    # Forward pass: store every z_l and a_l.
-    z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
-    a1 = np.maximum(0, z1)  # f2 = a₁ = a(z₁)
-    z2 = a1 @ W2 + b2  # f3 = z₂ = a₁ W₂ + b₂
-    a2 = np.exp(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True))  # f4 = Ŷ = a(z₂)
+    if out is None:
+        out = [
+            (np.empty_like(W1), np.empty_like(b1)),
+            (np.empty_like(W2), np.empty_like(b2)),
+        ]
+    else:
+        _check_out(out, dtype)
+    dW1, db1 = out[0]
+    dW2, db2 = out[1]
+    ws = _take_workspace(m, dtype)
+    ones, a1, z1, g1, delta1, a2, z2, g2, delta2 = ws[1]
+    # Forward pass: z_l is computed in a_l's buffer (with b_l put on every row of g_l
+    # first), then overwritten by a(z_l) unless a'(z_l) needs z_l.
+    # f1 = z₁ = X W₁ + b₁
+    np.dot(x, W1, z1)
+    np.copyto(g1, b1)
+    np.add(z1, g1, z1)
+    # f2 = a₁ = a(z₁)
+    a1[...] = np.maximum(0, z1)
+    # f3 = z₂ = a₁ W₂ + b₂
+    np.dot(a1, W2, z2)
+    np.copyto(g2, b2)
+    np.add(z2, g2, z2)
+    # f4 = Ŷ = a(z₂)
+    a2[...] = np.exp(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True))
+    # L = softmax_cross_entropy loss
     value = float(np.sum(-(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True)) * y))
-    # Backward pass: the recursive identities, last layer first.
-    delta2 = a2 - y  # δ₂ = ∂L/∂z₂ = Ŷ - Y
-    dW2 = a1.T @ delta2  # ∂L/∂W₂ = a₁ᵀ δ₂
-    db2 = delta2.sum(axis=0, keepdims=True)  # ∂L/∂b₂ = 1ᵀ δ₂
-    delta1 = delta2 @ W2.T * _relu_derivative(a1)  # δ₁ = (δ₂ W₂ᵀ) ⊙ a'(z₁)
-    dW1 = x.T @ delta1  # ∂L/∂W₁ = Xᵀ δ₁
-    db1 = delta1.sum(axis=0, keepdims=True)  # ∂L/∂b₁ = 1ᵀ δ₁
-    return value, [(dW1, db1), (dW2, db2)]
+    # Backward pass: the recursive identities, last layer first (g_l holds a'(z_l)).
+    # δ₂ = ∂L/∂z₂ = Ŷ - Y
+    delta2[...] = a2 - y
+    # ∂L/∂W₂ = a₁ᵀ δ₂
+    np.dot(a1.T, delta2, dW2)
+    # ∂L/∂b₂ = 1ᵀ δ₂
+    np.dot(ones, delta2, db2)
+    # δ₁ = (δ₂ W₂ᵀ) ⊙ a'(z₁)
+    delta1[...] = delta2 @ W2.T * _relu_derivative(a1)
+    # ∂L/∂W₁ = Xᵀ δ₁
+    np.dot(x.T, delta1, dW1)
+    # ∂L/∂b₁ = 1ᵀ δ₁
+    np.dot(ones, delta1, db1)
+    _SPARE.append(ws)
+    return value, out
+
+
+_WORKSPACE_WIDTHS = (32, 32, 32, 32, 10, 10, 10, 10)
+"""Widths of the workspace's (m, width) arrays, in the order ``backprop`` unpacks them."""
+
+_SPARE: list[tuple[tuple[int, np.dtype], tuple[Array, ...]]] = []
+"""Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
+threads calling ``backprop`` at once each hold their own."""
+
+
+def _take_workspace(m: int, dtype: np.dtype) -> tuple[tuple[int, np.dtype], tuple[Array, ...]]:
+    """A workspace for m rows of ``dtype``: a spare one if it fits, else a new one."""
+    try:
+        ws = _SPARE.pop()
+    except IndexError:
+        ws = None
+    if ws is None or ws[0] != (m, dtype):
+        buffers = [np.empty((m, n), dtype) for n in _WORKSPACE_WIDTHS]
+        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers))
+    return ws
+
+
+def _check_out(out: Params, dtype: np.dtype) -> None:
+    """``out`` must hold C-contiguous arrays of ``dtype`` shaped like ``params``."""
+    try:
+        ok = len(out) == len(_SHAPES) and all(
+            w.shape == w_shape
+            and b.shape == b_shape
+            and w.dtype == dtype
+            and b.dtype == dtype
+            and w.flags.c_contiguous
+            and b.flags.c_contiguous
+            for (w, b), (w_shape, b_shape) in zip(out, _SHAPES, strict=True)
+        )
+    except (AttributeError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"out must be [(dW1, db1), ...]: C-contiguous {dtype} arrays like params")
+
+
+_SHAPES = tuple(((SIZES[k], SIZES[k + 1]), (1, SIZES[k + 1])) for k in range(len(SIZES) - 1))
+"""The shapes of (W_l, b_l), in layer order."""
 
 
 class NN:

@@ -55,10 +55,10 @@ def test_check_passes_when_up_to_date_and_fails_with_a_diff_on_drift(tmp_path):
     ok = run("--layers", "4,3", "--check", cwd=tmp_path)
     assert ok.returncode == 0 and "up to date" in ok.stdout
     target = tmp_path / "generated" / "mlp_4_3.py"
-    target.write_text(target.read_text().replace("delta1 = ", "delta1 = 0 * "))
+    target.write_text(target.read_text() + "tampered = True\n")
     drift = run("--layers", "4,3", "--check", cwd=tmp_path)
     assert drift.returncode == 1
-    assert "+++ regenerated" in drift.stdout and "-    delta1 = 0 * " in drift.stdout
+    assert "+++ regenerated" in drift.stdout and "\n-tampered = True" in drift.stdout
     assert "differs" in drift.stderr
     missing = run("--layers", "5,3", "--check", cwd=tmp_path)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
