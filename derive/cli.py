@@ -34,13 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
         "prove it exactly, print it as LaTeX and emit a numpy module.",
     )
     p.add_argument("--layers", required=True, help="layer widths n0,n1,...,nL, e.g. 20,50,10")
-    p.add_argument("--activation", default="tanh", help="one activation, or one per layer (comma list)")
+    p.add_argument(
+        "--activation", default="tanh", help="one activation, or one per layer (comma list)"
+    )
     p.add_argument("--loss", default="l2", help="the loss (default l2, the seed's)")
     p.add_argument("--out", default="generated", help="folder for the module (default: generated)")
     p.add_argument("--name", help="module name (default: mlp_<widths>)")
-    p.add_argument("--latex", action="store_true", help="print the derivation as LaTeX and write nothing")
+    p.add_argument(
+        "--latex", action="store_true", help="print the derivation as LaTeX and write nothing"
+    )
     p.add_argument("--latex-out", metavar="FILE.tex", help="also write a standalone LaTeX document")
-    p.add_argument("--check", action="store_true", help="exit 1 with a diff if the module on disk differs")
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 with a diff if the module on disk differs"
+    )
     p.add_argument("--force", action="store_true", help="overwrite a file derive did not generate")
     p.add_argument(
         "--end-to-end-depth",
@@ -78,14 +84,19 @@ def run(argv: list[str] | None) -> int:
         sys.stdout.write(latex.document_body(derivation, checks))
         return 1 if failed else 0
 
-    print(f"derive {__version__}: {'-'.join(map(str, network.sizes))} network, "
-          f"{', '.join(dict.fromkeys(a.name for a in network.activations))} activation, {network.loss.name} loss")
+    print(
+        f"derive {__version__}: {'-'.join(map(str, network.sizes))} network, "
+        f"{', '.join(dict.fromkeys(a.name for a in network.activations))} activation, {network.loss.name} loss"
+    )
     for c in checks:
         status = "FAILED" if not c.ok else ("skipped" if c.detail == "skipped" else "proved")
         why = f" -- {c.detail}" if not c.ok else ""
         print(f"  {status:8} {c.name}: {c.statement}  [{c.method}; {c.seconds:.2f} s]{why}")
     if failed:
-        print(f"derive: {len(failed)} identity(ies) failed verification; nothing written", file=sys.stderr)
+        print(
+            f"derive: {len(failed)} identity(ies) failed verification; nothing written",
+            file=sys.stderr,
+        )
         return 1
 
     source = codegen.render(derivation, name)
@@ -102,14 +113,19 @@ def run(argv: list[str] | None) -> int:
 
 def _check(target: Path, source: str) -> int:
     if not target.is_file():
-        print(f"derive: {target} does not exist; run without --check to generate it", file=sys.stderr)
+        print(
+            f"derive: {target} does not exist; run without --check to generate it", file=sys.stderr
+        )
         return 1
     current = target.read_text(encoding="utf-8", errors="replace")
     if current == source:
         print(f"up to date: {target}")
         return 0
     diff = difflib.unified_diff(
-        current.splitlines(keepends=True), source.splitlines(keepends=True), str(target), "regenerated"
+        current.splitlines(keepends=True),
+        source.splitlines(keepends=True),
+        str(target),
+        "regenerated",
     )
     sys.stdout.writelines(diff)
     print(f"derive: {target} differs from what derive generates now", file=sys.stderr)
@@ -126,5 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"derive: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"derive: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(
+            f"derive: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 2

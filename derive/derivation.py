@@ -122,7 +122,9 @@ def step_lemma_chain(layer: int) -> tuple[list[Step], dict[Var, Expr]]:
     below, here = layer - 1, layer
     steps = [
         Step(2 * below, model.a(below), Activate(below, model.z(below))),
-        Step(2 * here - 1, model.z(here), Add(MatMul(model.a(below), model.W(here)), model.b(here))),
+        Step(
+            2 * here - 1, model.z(here), Add(MatMul(model.a(below), model.W(here)), model.b(here))
+        ),
     ]
     return steps, {model.z(here): Var("G")}
 

@@ -13,8 +13,8 @@ m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 
 class Expr:

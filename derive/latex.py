@@ -8,7 +8,7 @@ printed by ``MatrixLatex``; scalar formulas from the catalog by
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -120,7 +120,9 @@ class MatrixLatex:
             loss = self.network.loss
             if loss.gradient_from_output is not None:  # fused: δ_L = Ŷ - Y
                 names = {catalog.A: r"\hat{Y}", catalog.target: self(e.target)}
-                return scalar(loss.gradient_from_output.subs(catalog.T[catalog.k], catalog.target), names)
+                return scalar(
+                    loss.gradient_from_output.subs(catalog.T[catalog.k], catalog.target), names
+                )
             names = {catalog.pred: self(e.pred), catalog.target: self(e.target)}
             return scalar(loss.gradient, names)
         if isinstance(e, Loss):
@@ -157,7 +159,7 @@ def composition(network: Network) -> str:
     pr = MatrixLatex(network, f_names=True)
     rows = [r"f_0 &= X"]
     for step in network.steps():
-        name = "L = f_{%d}" % step.index if step.target == model.LOSS else _f(step.index)
+        name = f"L = {_f(step.index)}" if step.target == model.LOSS else _f(step.index)
         rows.append(rf"{name} &= {pr(step.expr)}")
     rows[-2] += r" = \hat{Y}"
     return _align(rows)
@@ -177,14 +179,15 @@ def activations(network: Network) -> str:
     rows = []
     for layer, act in _distinct_activations(network):
         name = "a" if len(set(network.activations)) == 1 else f"a_{{{layer}}}"
-        z, A = catalog.z, catalog.A
         if not act.entrywise:
             rows.append(rf"{name}(z)_k &= {scalar(act.definition)} \quad\text{{over each row}}")
             continue
         rows.append(rf"{name}(z) &= {scalar(act.definition)}")
         rows.append(rf"{name}'(z) &= {scalar(act.derivative)}")
         if act.derivative_from_output is not None:
-            rows.append(rf"&= {scalar(act.derivative_from_output)} \quad\text{{with }} A = {name}(z)")
+            rows.append(
+                rf"&= {scalar(act.derivative_from_output)} \quad\text{{with }} A = {name}(z)"
+            )
     text = _align(rows)
     if any(isinstance(act.definition, sp.Piecewise) for act in network.activations):
         text += (
@@ -213,7 +216,9 @@ def fused_loss(network: Network) -> str:
     for step in steps[1:]:
         used = rf" \quad\text{{using }} {loss.assumption}" if loss.assumption else ""
         rows.append(rf"&= {scalar(step)}{used}")
-    rows.append(rf"&= {scalar(loss.gradient_from_output, names)} \quad\text{{with }} A = {link.latex_name}(z)")
+    rows.append(
+        rf"&= {scalar(loss.gradient_from_output, names)} \quad\text{{with }} A = {link.latex_name}(z)"
+    )
     return (
         f"The loss is fused with the output activation ${link.latex_name}$: SymPy differentiates "
         "the loss of the link's output with respect to the logits $z_L$:\n" + _align(rows)
@@ -246,8 +251,17 @@ def chain_products(network: Network, derivation: Derivation) -> str:
         for k in ks:
             values.append(_local(pr_f, steps[k], below[k], _partial(_f(k), _f(below[k]))))
         values.append(_local(pr_f, steps[first], param, _partial(_f(first), pr.var(param))))
-        rows.append(r"\text{so } " + _partial("L", pr.var(param)) + " &= " + pr(derivation.unrolled(derivation.gradients[param])))
-        out.append(_align(rows) + "where each factor acts on the gradient $G$ arriving from the left:\n" + _align(values))
+        rows.append(
+            r"\text{so } "
+            + _partial("L", pr.var(param))
+            + " &= "
+            + pr(derivation.unrolled(derivation.gradients[param]))
+        )
+        out.append(
+            _align(rows)
+            + "where each factor acts on the gradient $G$ arriving from the left:\n"
+            + _align(values)
+        )
     return "\n".join(out)
 
 
@@ -307,7 +321,9 @@ def verification(checks: list[Check]) -> str:
 def document_body(derivation: Derivation, checks: list[Check]) -> str:
     network = derivation.network
     n = network.sizes
-    shapes = ", ".join(rf"W_{{{l}}} \in \mathbb{{R}}^{{{n[l - 1]} \times {n[l]}}}" for l in range(1, len(n)))
+    shapes = ", ".join(
+        rf"W_{{{k}}} \in \mathbb{{R}}^{{{n[k - 1]} \times {n[k]}}}" for k in range(1, len(n))
+    )
     parts = [
         "\\section*{The network}\n",
         f"Layer widths ${', '.join(map(str, n))}$ and a batch of $m$ rows: "
@@ -324,13 +340,18 @@ def document_body(derivation: Derivation, checks: list[Check]) -> str:
             if network.fused
             else [
                 "The loss's gradient with respect to the prediction is\n",
-                _align([rf"\frac{{\partial L}}{{\partial \hat{{Y}}}} &= {scalar(network.loss.gradient)}"]),
+                _align(
+                    [
+                        rf"\frac{{\partial L}}{{\partial \hat{{Y}}}} &= {scalar(network.loss.gradient)}"
+                    ]
+                ),
             ]
         ),
         "\\section*{The chain rule, link by link}\n",
         chain_products(network, derivation),
         "\\section*{The recursive identities}\n",
-        r"With $\delta_l = \partial L / \partial z_l$ and $z_l = f_{2l-1}$, $a_l = f_{2l}$, $a_0 = X$:" + "\n",
+        r"With $\delta_l = \partial L / \partial z_l$ and $z_l = f_{2l-1}$, $a_l = f_{2l}$, $a_0 = X$:"
+        + "\n",
         general_identities(network),
         "For this network:\n",
         layer_identities(derivation),

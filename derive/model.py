@@ -65,15 +65,17 @@ class Network:
 
     def __post_init__(self) -> None:
         if len(self.activations) != self.depth:
-            raise ValueError(
-                f"{len(self.activations)} activations given for {self.depth} layers"
-            )
+            raise ValueError(f"{len(self.activations)} activations given for {self.depth} layers")
         link = self.loss.link
         if link is not None and self.activations[-1] != link:
-            raise ValueError(f"the {self.loss.name} loss needs {link.name} as the output activation")
+            raise ValueError(
+                f"the {self.loss.name} loss needs {link.name} as the output activation"
+            )
         for layer, act in enumerate(self.activations, start=1):
             if not act.entrywise and (layer < self.depth or link != act):
-                raise ValueError(f"{act.name} is not entrywise: only the output link of a fused loss")
+                raise ValueError(
+                    f"{act.name} is not entrywise: only the output link of a fused loss"
+                )
 
     @property
     def fused(self) -> bool:

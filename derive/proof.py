@@ -19,15 +19,25 @@ widths runs on top, as far as a time budget allows.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from . import model
-from . import catalog
-from .catalog import A, Activation, LossFunction, batch, outputs, rewrite_holds, same, stable, target, z
+from . import catalog, model
+from .catalog import (
+    A,
+    Activation,
+    LossFunction,
+    batch,
+    outputs,
+    rewrite_holds,
+    same,
+    stable,
+    target,
+    z,
+)
 from .derivation import Derivation, backward, output_lemma_chain, step_lemma_chain
 from .expr import (
     Activate,
@@ -197,7 +207,11 @@ def _loss_matrix(loss: LossFunction, p: sp.Matrix, y: sp.Matrix, gradient: bool)
     if gradient:
         return sp.Matrix(p.rows, p.cols, lambda r, c: formula.subs({arg: p[r, c], target: y[r, c]}))
     total = sum(
-        (formula.subs({arg: p[r, c], target: y[r, c]}) for r in range(p.rows) for c in range(p.cols)),
+        (
+            formula.subs({arg: p[r, c], target: y[r, c]})
+            for r in range(p.rows)
+            for c in range(p.cols)
+        ),
         sp.Integer(0),
     )
     return sp.Matrix([[total]])
@@ -208,7 +222,7 @@ def targets(loss: LossFunction, rows: int, cols: int, assume: bool = True) -> sp
     y = symbols_matrix("y", rows, cols)
     if loss.assumption and assume:
         for r in range(rows):
-            y[r, cols - 1] = 1 - sum(y[r, :cols - 1])
+            y[r, cols - 1] = 1 - sum(y[r, : cols - 1])
     return y
 
 
@@ -255,9 +269,13 @@ class Atoms:
     def _map(self, expr: sp.Basic) -> sp.Basic:
         if isinstance(expr, sp.Subs):
             deriv = expr.expr
-            if not isinstance(deriv, sp.Derivative) or len(deriv.variable_count) != 1 or deriv.variable_count[0][1] != 1:
+            if (
+                not isinstance(deriv, sp.Derivative)
+                or len(deriv.variable_count) != 1
+                or deriv.variable_count[0][1] != 1
+            ):
                 raise TypeError(f"unexpected substituted derivative {expr}")
-            point = dict(zip(expr.variables, expr.point))
+            point = dict(zip(expr.variables, expr.point, strict=True))
             return self._partial(deriv.expr, deriv.variables[0], point)
         if isinstance(expr, sp.Derivative):
             if len(expr.variable_count) != 1 or expr.variable_count[0][1] != 1:
@@ -291,7 +309,9 @@ def _gradient(scalar: sp.Expr, entries: sp.Matrix) -> sp.Matrix:
     return entries.applyfunc(lambda s: sp.diff(scalar, s))
 
 
-def _compare(env: Env, sem: Semantics, claims: dict[Var, Expr], scalar: sp.Expr) -> tuple[bool, str]:
+def _compare(
+    env: Env, sem: Semantics, claims: dict[Var, Expr], scalar: sp.Expr
+) -> tuple[bool, str]:
     """Check each claim ∂scalar/∂var = formula, in order (deltas feed later claims)."""
     env = dict(env)
     for var, formula in claims.items():
@@ -330,15 +350,22 @@ def check_output_lemma(
     m, _, n = LEMMA_SHAPE
     if network.loss.rowwise:
         n = 3  # a softmax over 3 outputs: no coincidence of 2 can help
-    env: Env = {model.z(depth): symbols_matrix("z", m, n), model.Y: targets(network.loss, m, n, assume)}
+    env: Env = {
+        model.z(depth): symbols_matrix("z", m, n),
+        model.Y: targets(network.loss, m, n, assume),
+    }
     sem = generic_semantics(network.loss)
     for step in steps:
         env[step.target] = evaluate(step.expr, env, sem)
     ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0])
     if fused:
         link = network.loss.link.name
-        statement = f"δ_L = ∂L/∂z_L = {sp.sstr(network.loss.gradient_from_output)} with A = {link}(z_L)"
-        method = f"exact: SymPy diff of the {network.loss.name} loss of {link}(z_L), {m}x{n} symbols"
+        statement = (
+            f"δ_L = ∂L/∂z_L = {sp.sstr(network.loss.gradient_from_output)} with A = {link}(z_L)"
+        )
+        method = (
+            f"exact: SymPy diff of the {network.loss.name} loss of {link}(z_L), {m}x{n} symbols"
+        )
         if network.loss.assumption:
             method += ", targets with rows summing to 1" if assume else ", targets unconstrained"
     else:
@@ -449,7 +476,9 @@ def check_end_to_end(derivation: Derivation, batch_size: int = 2) -> Check:
     )
 
 
-def _compare_end_to_end(env: Env, sem: Semantics, claims: dict[Var, Expr], network: Network) -> tuple[bool, str]:
+def _compare_end_to_end(
+    env: Env, sem: Semantics, claims: dict[Var, Expr], network: Network
+) -> tuple[bool, str]:
     scalar = env[model.LOSS][0, 0]
     env = dict(env)
     for var, formula in claims.items():
@@ -484,7 +513,13 @@ def check_activation(
         form = act.code_form if code_form is None else code_form
         ok = catalog.softmax_form_holds(act.definition, form)
         method = "exact: the stable form, with log-sum-exp written out, cancels to the definition"
-        return Check(f"activation {act.name}", f"{act.name} = {sp.sstr(form)}", method, ok, time.perf_counter() - start)
+        return Check(
+            f"activation {act.name}",
+            f"{act.name} = {sp.sstr(form)}",
+            method,
+            ok,
+            time.perf_counter() - start,
+        )
     rewrite = act.derivative_from_output if rewrite is None else rewrite
     code_form = act.code_form if code_form is None else code_form
     if derivative_code_form is None:
@@ -501,7 +536,14 @@ def check_activation(
     else:
         statement = f"{act.name}'(z) = {sp.sstr(rewrite)} with A = {act.name}(z)"
     method = "exact: substitute A = a(z), split at 0, rewrite in exp(z), cancel to 0; and at points around 0"
-    return Check(f"activation {act.name}", statement, method, not problems, time.perf_counter() - start, "; ".join(problems))
+    return Check(
+        f"activation {act.name}",
+        statement,
+        method,
+        not problems,
+        time.perf_counter() - start,
+        "; ".join(problems),
+    )
 
 
 def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
@@ -511,7 +553,9 @@ def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
     if loss.rowwise:
         ok = catalog.row_loss_form_holds(loss, form)
     else:
-        ok = same(form.subs(target, sp.Rational(1, 3)), loss.logit_entry.subs(target, sp.Rational(1, 3)))
+        ok = same(
+            form.subs(target, sp.Rational(1, 3)), loss.logit_entry.subs(target, sp.Rational(1, 3))
+        )
         ok = ok and sp.expand(sp.diff(form - loss.logit_entry, target, 2)) == 0
         ok = ok and same(sp.diff(form, target), sp.diff(loss.logit_entry, target))
     return Check(

@@ -53,7 +53,9 @@ def test_golden_comparison_detects_drift(tmp_path):
     """Negative control: one changed byte in a generated file is caught."""
     original = (ROOT / "generated" / "mlp_4_3.py").read_text(encoding="utf-8")
     tampered = tmp_path / "mlp_4_3.py"
-    tampered.write_text(original.replace("    return value", "    return  value", 1), encoding="utf-8")
+    tampered.write_text(
+        original.replace("    return value", "    return  value", 1), encoding="utf-8"
+    )
     assert tampered.read_text(encoding="utf-8") != original
     assert tampered.read_text(encoding="utf-8") != regenerate(tampered)
 

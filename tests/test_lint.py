@@ -84,3 +84,11 @@ def test_mypy_catches_a_type_error(tmp_path):
     """Negative control: the type check does fail on badly typed code."""
     (tmp_path / "bad.py").write_text("def f(x: int) -> str:\n    return x\n")
     assert _mypy(tmp_path / "bad.py").returncode != 0
+
+
+def test_project_code_is_linted_and_formatted():
+    folders = [str(ROOT / name) for name in ("derive", "tests", "benchmarks")]
+    lint = _ruff("check", "--no-cache", *folders)
+    assert lint.returncode == 0, lint.stdout
+    fmt = _ruff("format", "--check", "--no-cache", *folders)
+    assert fmt.returncode == 0, fmt.stdout
