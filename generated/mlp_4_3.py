@@ -60,7 +60,34 @@ def init_params(seed: int | None = None, dtype: DTypeLike = np.float64) -> Param
 
 
 def _check_params(params: Params) -> np.dtype[np.floating]:
-    """The params' common dtype, after checking their count and shapes."""
+    """The params' common dtype, after checking their count, shapes and dtypes.
+
+    The common case is one quick pass; anything unexpected goes to the
+    step-by-step checks, which say exactly what is wrong.
+    """
+    try:
+        dtype = params[0][0].dtype
+        if (
+            len(params) == len(_SHAPES)
+            and (dtype == np.float64 or dtype == np.float32)
+            and all(
+                type(w) is np.ndarray
+                and type(b) is np.ndarray
+                and w.shape == w_shape
+                and b.shape == b_shape
+                and w.dtype == dtype
+                and b.dtype == dtype
+                for (w, b), (w_shape, b_shape) in zip(params, _SHAPES, strict=True)
+            )
+        ):
+            return dtype
+    except (AttributeError, IndexError, TypeError, ValueError):
+        pass
+    return _diagnose_params(params)
+
+
+def _diagnose_params(params: Params) -> np.dtype[np.floating]:
+    """The step-by-step check of ``params``: the first problem, named, as an error."""
     if len(params) != 1:
         raise ValueError(f"params must hold 1 (W, b) pairs, got {len(params)}")
     dtype = None
@@ -87,6 +114,8 @@ def _check_params(params: Params) -> np.dtype[np.floating]:
 
 def _as_batch(name: str, arr: Array, width: int, dtype: np.dtype[np.floating]) -> Array:
     """``arr`` as an (m, width) array of ``dtype``; a 1-d example becomes one row."""
+    if type(arr) is np.ndarray and arr.dtype == dtype and arr.ndim == 2 and arr.shape[1] == width:
+        return arr
     arr = np.asarray(arr)
     if arr.dtype != dtype:
         if arr.dtype.kind in "iub":
