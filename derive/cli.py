@@ -61,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(out: str, name: str) -> Path:
     folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {out!r} is a file, not a folder")
+    for place in (folder, *folder.parents):  # the nearest existing ancestor must be a folder
+        if place.exists():
+            if not place.is_dir():
+                what = "is a file" if place == folder else f"is inside {str(place)!r}, a file"
+                raise UsageError(f"--out {out!r} {what}, not a folder")
+            break
     return folder / f"{name}.py"
 
 

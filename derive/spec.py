@@ -31,23 +31,28 @@ class SpecError(ValueError):
 def parse_layers(text: str) -> tuple[int, ...]:
     """``"20,50,10"`` -> (20, 50, 10): at least two positive widths."""
     parts = text.split(",")
-    if len(parts) < 2:
-        raise SpecError(
-            f"--layers {text!r}: give at least two comma-separated widths, e.g. 20,50,10"
-        )
     if len(parts) - 1 > MAX_DEPTH:
         raise SpecError(f"--layers: {len(parts) - 1} layers is more than the limit of {MAX_DEPTH}")
     sizes = []
     for part in parts:
         item = part.strip()
         if not item.isdigit() or not item.isascii():
+            if len(parts) == 1 and not item:
+                break  # nothing at all: say how many widths are needed
             raise SpecError(f"--layers {text!r}: {item!r} is not a positive whole number")
+        if len(item.lstrip("0")) > len(str(MAX_WIDTH)):  # also spares int() a huge string
+            shown = item if len(item) <= 20 else item[:20] + "..."
+            raise SpecError(f"--layers: width {shown} is above the limit of {MAX_WIDTH}")
         width = int(item)
         if width < 1:
             raise SpecError(f"--layers {text!r}: width {width} must be at least 1")
         if width > MAX_WIDTH:
             raise SpecError(f"--layers {text!r}: width {width} is above the limit of {MAX_WIDTH}")
         sizes.append(width)
+    if len(sizes) < 2:
+        raise SpecError(
+            f"--layers {text!r}: give at least two comma-separated widths, e.g. 20,50,10"
+        )
     count = sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
     if count > MAX_PARAMETERS:
         raise SpecError(

@@ -73,9 +73,10 @@ def test_check_passes_when_up_to_date_and_fails_with_a_diff_on_drift(tmp_path):
         (["--layers", "20,-5,10"], "'-5'"),
         (["--layers", "0,5"], "width 0"),
         (["--layers", "2.5,3"], "'2.5'"),
-        (["--layers", "abc"], "'abc'"),
+        (["--layers", "abc"], "'abc' is not a positive whole number"),
         (["--layers", "20,50,10,"], "''"),
         (["--layers", "10000000000,2"], "10000000000"),
+        (["--layers", "9" * 5000 + ",2"], "is above the limit"),
         (["--layers", "50000,50000,50000"], "parameters is above the limit"),
         (["--layers", "4,3", "--activation", "tahn"], "did you mean 'tanh'"),
         (["--layers", "4,3", "--loss", "l3"], "did you mean 'l2'"),
@@ -101,6 +102,9 @@ def test_out_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "generated").write_text("not a folder")
     result = run("--layers", "4,3", cwd=tmp_path)
     assert result.returncode == 2 and "is a file" in result.stderr
+    below = run("--layers", "4,3", "--out", "generated/sub", cwd=tmp_path)
+    assert below.returncode == 2
+    assert "--out 'generated/sub' is inside 'generated', a file, not a folder" in below.stderr
     assert (tmp_path / "generated").read_text() == "not a folder"
 
 
