@@ -538,6 +538,16 @@ def check_activation(
     )
 
 
+def _readable(expr: sp.Expr) -> str:
+    """A catalog formula in plain text, with Ŷ and Y for the prediction and target."""
+    names = {
+        catalog.pred: sp.Symbol("Ŷ"),
+        catalog.target: sp.Symbol("Y"),
+        catalog.z: sp.Symbol("z"),
+    }
+    return sp.sstr(expr.xreplace(names), order="rev-lex")
+
+
 def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
     """The loss the generated code evaluates (its stable form) equals the definition."""
     start = time.perf_counter()
@@ -552,7 +562,7 @@ def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
         ok = ok and same(sp.diff(form, target), sp.diff(loss.logit_entry, target))
     return Check(
         f"loss {loss.name}",
-        f"L = sum of {sp.sstr(form)}",
+        f"L = sum of {_readable(form)}",
         "exact: the stable form equals the definition (split in y, rewrite in exp, cancel)",
         ok,
         time.perf_counter() - start,
