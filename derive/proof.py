@@ -570,7 +570,7 @@ def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
 
 
 END_TO_END_DEPTH = 3
-"""Default deepest network checked end to end: depth 3 takes about a second, depth 4 about 4 s."""
+"""Default deepest network checked end to end (measured: depth 3 0.45 s, 4 1.4 s, 5 3 s)."""
 
 
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
