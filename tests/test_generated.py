@@ -164,3 +164,15 @@ def test_random_valid_specs_have_correct_gradients(make_module, sizes, batch):
     for (dw, db), (nw, nb) in zip(grads, numeric, strict=True):
         np.testing.assert_allclose(dw, nw, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(db, nb, rtol=1e-6, atol=1e-7)
+
+
+def test_depth_30_agrees_with_the_reference(make_module):
+    module = make_module(",".join(["5", "3"] * 15 + ["4"]))  # 30 weight layers, non-square
+    assert len(module.SIZES) == 31
+    params, x, y = _data(module, batch=3, seed=30)
+    value, grads = module.backprop(params, x, y)
+    ref_value, ref_grads = reference.backprop(params, x, y)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for (dw, db), (rw, rb) in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(dw, rw, rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(db, rb, rtol=1e-9, atol=1e-14)
