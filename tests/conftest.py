@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from derive import codegen, spec
 from derive.derivation import derive
 
 ROOT = Path(__file__).resolve().parent.parent
+_LOADED = itertools.count()
 
 
 def load_module(path: Path, name: str | None = None):
     """Import a generated module from its file, under a unique name."""
-    name = name or f"_derive_test_{path.stem}_{abs(hash(str(path)))}"
+    name = name or f"_derive_test_{path.stem}_{next(_LOADED)}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module

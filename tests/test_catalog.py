@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+import zlib
 from functools import cache
 from pathlib import Path
 
@@ -191,7 +192,7 @@ def layer_names(activation: str, loss: str, depth: int) -> list[str]:
 def test_every_pair_matches_reference_and_finite_differences(act, loss):
     sizes, layers = (3, 4, 2), "3,4,2"
     mod = module(layers, act, loss)
-    rng = np.random.default_rng(abs(hash((act, loss))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{act},{loss}".encode()))
     params = random_params(sizes, rng)
     x = rng.standard_normal((5, 3))
     y = targets(loss, rng, 5, 2)
@@ -349,11 +350,6 @@ def test_generated_modules_pass_mypy_strict():
         text=True,
     )
     assert done.returncode == 0, done.stdout
-
-
-def test_rendering_is_deterministic():
-    network = spec.network("5,4,3,2", "gelu,elu,softmax", "softmax_cross_entropy")
-    assert codegen.render(derive(network), "m") == codegen.render(derive(network), "m")
 
 
 # --- what SymPy found, and the checkers' negative controls ------------------------
