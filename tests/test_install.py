@@ -31,9 +31,17 @@ def test_pip_install_then_run_from_another_directory(tmp_path):
     # The run used the installed wheel, not this source tree: derive's own files
     # (and its templates) came from the venv's site-packages.
     where = subprocess.run(
-        [python, "-c", "import derive, derive.codegen as c; print(derive.__file__); "
-         "print(len(c.template_source(c.TEMPLATE)))"],
-        cwd=work, capture_output=True, text=True, timeout=120, check=True,
+        [
+            python,
+            "-c",
+            "import derive, derive.codegen as c; print(derive.__file__); "
+            "print(len(c.template_source(c.TEMPLATE)))",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout.split()
     assert Path(where[0]).is_relative_to(env_dir), where
     assert int(where[1]) > 0
