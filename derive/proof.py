@@ -13,7 +13,10 @@ Any depth is covered by induction on the chain: the output lemma (the base),
 the one-layer step lemma for an arbitrary upstream gradient G (the step), and
 a structural check that every layer's derived identity *is* the step lemma's
 formula at that layer.  An end-to-end check of the whole network at small
-widths runs on top, as far as a time budget allows.
+widths runs on top: by expansion up to depth ``EXPAND_DEPTH``, deeper by exact
+evaluation at random points of a prime field (``proof_unrolled``, a randomised
+decision procedure whose error bound is computed and printed), up to
+``END_TO_END_DEPTH`` layers by default.
 """
 
 from __future__ import annotations
@@ -650,8 +653,9 @@ def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
     )
 
 
-END_TO_END_DEPTH = 3
-"""Default deepest network checked end to end (measured: depth 3 0.45 s, 4 1.4 s, 5 3 s)."""
+END_TO_END_DEPTH = 30
+"""Default deepest network checked end to end: up to ``EXPAND_DEPTH`` by expansion, deeper
+over a prime field (benchmarks/bench_proof.py: depth 8 about 0.5 s, 30 about 2 s quiet)."""
 
 
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
