@@ -558,7 +558,7 @@ def _check_end_to_end_field(
         f"randomised exact: SymPy's partials of every explicit entry, chained in forward mode, "
         f"against the formulas, both computed mod the prime 2**61-1 at {unrolled.TRIALS} "
         f"random points; batch {batch_size}, widths {widths}, a_l undefined; a wrong identity "
-        f"passes with probability < {unrolled.bound_text(outcome.error_bound)}"
+        f"passes with probability at most {unrolled.bound_text(outcome.error_bound)}"
     )
     return Check(
         "end to end",

@@ -267,8 +267,7 @@ def decide(graph: Graph, sides: Sides, rng: random.Random, trials: int = TRIALS)
         try:
             lhs, (lhs_num, lhs_den) = gradients(graph, point)
             for var, claimed in sides.claims:
-                entries = graph.parameters.get(var, graph.z_entries.get(var))
-                assert entries is not None
+                entries = graph.parameters[var] if var in graph.parameters else graph.z_entries[var]
                 if claimed.shape != entries.shape:
                     return Outcome(
                         False, f"{var.name}: shape {claimed.shape}, expected {entries.shape}", 1.0

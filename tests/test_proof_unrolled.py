@@ -37,7 +37,7 @@ def test_field_method_proves_the_derived_identities(depth):
     check = _field(_network(depth))
     assert check.ok, check.detail
     assert f"{depth} deltas" in check.statement
-    assert "probability < " in check.method and "mod the prime 2**61-1" in check.method
+    assert "probability at most " in check.method and "mod the prime 2**61-1" in check.method
 
 
 @pytest.mark.parametrize(
