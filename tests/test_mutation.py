@@ -126,3 +126,28 @@ def test_cli_exits_1_and_writes_nothing_when_a_proof_fails(tmp_path, monkeypatch
     assert code == 1
     assert "FAILED   step lemma" in captured.out and "nothing written" in captured.err
     assert not (tmp_path / "out").exists()
+
+
+DEEP_LAYERS = "3,4,2,5,3,4,2"  # depth 6: the end-to-end check evaluates over a prime field
+
+
+@pytest.mark.parametrize("layer", [1, 3, 5])
+def test_a_swapped_layer_index_fails_end_to_end_at_depth_six(tmp_path, layer):
+    good = derivation.derive(spec.network(DEEP_LAYERS))
+    assert all(c.ok for c in proof.verify(good))
+    deltas = dict(good.deltas)
+    deltas[layer] = substitute(deltas[layer], {model.W(layer + 1): model.W(layer)})
+    bad = dataclasses.replace(good, deltas=deltas)
+    failed = {c.name: c for c in proof.verify(bad) if not c.ok}
+    assert "end to end" in failed and "randomised exact" in failed["end to end"].method
+    assert not gradients_agree(_module_from(tmp_path, bad))
+
+
+def test_the_wrong_layers_activation_fails_end_to_end_at_depth_six():
+    good = derivation.derive(spec.network(DEEP_LAYERS, "tanh,relu,tanh,gelu,sigmoid,tanh"))
+    deltas = dict(good.deltas)
+    deltas[4] = Hadamard(
+        MatMul(model.delta(5), Transpose(model.W(5))), ActivateDeriv(5, model.z(4))
+    )
+    failed = [c.name for c in proof.verify(dataclasses.replace(good, deltas=deltas)) if not c.ok]
+    assert "end to end" in failed

@@ -34,11 +34,20 @@ def test_every_check_passes_for_the_derived_identities(layers):
     assert checks[-1].detail == ""  # end to end really ran at these depths
 
 
-def test_deep_networks_are_proved_by_induction_and_say_so():
-    checks = proof.verify(_derivation(",".join(["3"] * 31)))  # depth 30
+def test_networks_deeper_than_the_end_to_end_depth_are_proved_by_induction_and_say_so():
+    depth = proof.END_TO_END_DEPTH + 1
+    checks = proof.verify(_derivation(",".join(["3"] * (depth + 1))))
     by_name = {c.name: c for c in checks}
-    assert by_name["induction"].ok and "30 layers" in by_name["induction"].statement
+    assert by_name["induction"].ok and f"{depth} layers" in by_name["induction"].statement
     assert by_name["end to end"].detail == "skipped" and "induction" in by_name["end to end"].method
+
+
+@pytest.mark.slow
+def test_depth_thirty_is_proved_end_to_end_by_default():
+    checks = proof.verify(_derivation(",".join(["3"] * 31)))
+    by_name = {c.name: c for c in checks}
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    assert by_name["end to end"].detail == "" and "30 deltas" in by_name["end to end"].statement
 
 
 # --- negative controls: each wrong identity must be rejected -----------------
