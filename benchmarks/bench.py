@@ -313,35 +313,47 @@ def limit_threads(n: int) -> None:
 # --- measurement -------------------------------------------------------------
 
 
-def calibrate(fn: Callable[[], object], target: float) -> int:
+CLOCKS = {
+    # wall time: what a user waits for; also counts time spent waiting for a busy core
+    "wall": time.perf_counter,
+    # CPU time of all this process's threads: robust to other processes taking turns on
+    # our core, but it adds up the work of every thread (fair only with one thread each)
+    "cpu": time.process_time,
+}
+
+
+def calibrate(fn: Callable[[], object], target: float, clock: Callable[[], float]) -> int:
     """Calls per sample so that one sample takes about ``target`` seconds."""
     fn()
     n = 1
     while True:
-        t = time.perf_counter()
+        t = clock()
         for _ in range(n):
             fn()
-        elapsed = time.perf_counter() - t
+        elapsed = clock() - t
         if elapsed >= target / 4 or n >= 1 << 20:
             return max(1, int(n * target / max(elapsed, 1e-9)))
         n *= 4
 
 
 def measure(
-    contenders: dict[str, Callable[[], object]], rounds: int, sample: float
+    contenders: dict[str, Callable[[], object]],
+    rounds: int,
+    sample: float,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each contender, timed interleaved over ``rounds``."""
-    counts = {name: calibrate(fn, sample) for name, fn in contenders.items()}
+    counts = {name: calibrate(fn, sample, clock) for name, fn in contenders.items()}
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             fn, n = contenders[name], counts[name]
-            t = time.perf_counter()
+            t = clock()
             for _ in range(n):
                 fn()
-            times[name].append((time.perf_counter() - t) / n)
+            times[name].append((clock() - t) / n)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -390,6 +402,7 @@ def parse_cpus(text: str) -> set[int]:
 def run_setups(args: argparse.Namespace) -> int:
     """Run each named setup as a fresh process (kernel variables are read when numpy loads)."""
     common = ["--configs", args.configs, "--rounds", str(args.rounds), "--sample", str(args.sample)]
+    common += ["--clock", args.clock]
     common += ["--no-torch"] * args.no_torch + ["--no-jax"] * args.no_jax
     for name in args.setups.split(","):
         if name not in SETUPS:
@@ -413,6 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=15, help="interleaved rounds per config (median over them)"
     )
     parser.add_argument("--sample", type=float, default=0.05, help="seconds per timed sample")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall time, or this process's CPU time (fair on a busy machine when every "
+        "contender runs one thread, e.g. with --pin 0)",
+    )
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument(
@@ -477,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = f"not pinned, each library at {threads} thread(s)"
     else:
         setup = "library defaults, not pinned"
+    setup += f"; {args.clock} clock"
     print(f"# setup: {setup}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
 
     columns = ["floor", "derive", "derive out=", "seed numpy", "torch", "jax"]
@@ -512,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_jax and (fn := jax_contender(params, x, y)) is not None:
                 contenders["jax"] = fn
             on_cores, machine = LoadWatch(pinned), LoadWatch()
-            medians = measure(contenders, args.rounds, args.sample)
+            medians = measure(contenders, args.rounds, args.sample, CLOCKS[args.clock])
             foreign, foreign_machine = on_cores.foreign_cores(), machine.foreign_cores()
             n_threads, allowed = thread_affinities()
             if pinned and not allowed <= pinned:
