@@ -74,6 +74,28 @@ def per_call(fn, calls: int) -> tuple[float, float, float, float]:
     )
 
 
+def allocation_pattern(params, calls: int, rounds: int) -> None:
+    """The plain call's allocation pattern alone: fresh gradient arrays, written, then freed.
+
+    Separate arrays per layer (what the generated module returns) against one
+    buffer cut into views; no backprop, so the faults are the allocator's alone.
+    """
+
+    def separate():
+        return [(np.empty_like(w), np.empty_like(b)) for w, b in params]
+
+    print("| allocation | minor faults per call | system µs per call |")
+    print("|---|---|---|")
+    for name, make in (("separate arrays", separate), ("one block", lambda: one_block(params))):
+        rows = []
+        for _ in range(rounds):
+            rows.append(per_call(lambda make=make: [g.fill(1.0) for p in make() for g in p], calls))
+        print(
+            f"| {name} | {statistics.median(r[2] for r in rows):.0f} "
+            f"| {statistics.median(r[3] for r in rows) * 1e6:,.0f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=int, default=50)
@@ -91,7 +113,18 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list from: plain, out=, block (one freed 1.25 MiB block raises glibc's "
         "thresholds for the whole process, so time it apart from plain)",
     )
+    parser.add_argument(
+        "--pattern-only",
+        action="store_true",
+        help="time only the allocation pattern of the plain call's gradients (numpy, no module)",
+    )
     args = parser.parse_args(argv)
+    if args.pattern_only:
+        if args.mallopt is not None:
+            ctypes.CDLL("libc.so.6").mallopt(M_TRIM_THRESHOLD, args.mallopt)
+        params = [(np.empty((args.width, args.width)), np.empty((1, args.width)))] * args.depth
+        allocation_pattern(params, args.calls, args.rounds)
+        return 0
     if args.mallopt is not None:
         libc = ctypes.CDLL("libc.so.6")
         if not libc.mallopt(M_TRIM_THRESHOLD, args.mallopt):
