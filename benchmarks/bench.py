@@ -286,7 +286,7 @@ def blas_environment() -> str:
     return ", ".join(f"{n}={os.environ.get(n, '(unset)')}" for n in names)
 
 
-def limit_threads(n: int) -> None:
+def limit_threads(n: int, torch: bool = True) -> None:
     """Cap every library's threads to ``n``: XLA through XLA_FLAGS (before jax is imported),
     PyTorch through set_num_threads, then every BLAS/OpenMP pool loaded by then (numpy's and
     PyTorch's) through threadpoolctl."""
@@ -297,14 +297,12 @@ def limit_threads(n: int) -> None:
         f"{flags} --xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}"
         f" intra_op_parallelism_threads={n}"
     ).strip()
-    try:
-        import torch
+    if torch and importlib.util.find_spec("torch"):
+        import torch as torch_module
 
-        torch.set_num_threads(n)
+        torch_module.set_num_threads(n)
         if n == 1:
-            torch.set_num_interop_threads(1)
-    except (ImportError, RuntimeError):
-        pass
+            torch_module.set_num_interop_threads(1)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
@@ -467,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     pinned = parse_cpus(args.pin) if args.pin else None
     threads = args.threads or (len(pinned) if pinned else None)
     if threads:
-        limit_threads(threads)
+        limit_threads(threads, torch=not args.no_torch)
     torch_version = jax_version = None
     if not args.no_torch and importlib.util.find_spec("torch"):
         import torch
