@@ -302,7 +302,10 @@ def limit_threads(n: int, torch: bool = True) -> None:
 
         torch_module.set_num_threads(n)
         if n == 1:
-            torch_module.set_num_interop_threads(1)
+            try:
+                torch_module.set_num_interop_threads(1)
+            except RuntimeError:  # only allowed before PyTorch's first parallel work
+                pass
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
