@@ -458,6 +458,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"run these setups one after the other, each in a fresh process: "
         f"comma list from {', '.join(SETUPS)} (pinned ones use --pin, default core 0)",
     )
+    parser.add_argument(
+        "--conditions-only",
+        action="store_true",
+        help="print the conditions (CPU, BLAS kernel and threads, setup) and time nothing",
+    )
     args = parser.parse_args(argv)
     if args.setups:
         return run_setups(args)
@@ -500,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         setup = "library defaults, not pinned"
     setup += f"; {args.clock} clock"
     print(f"# setup: {setup}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    if args.conditions_only:
+        return 0
 
     columns = ["floor", "derive", "derive out=", "seed numpy", "torch", "jax"]
     rows = []

@@ -80,3 +80,33 @@ def test_pinning_reaches_threads_started_before_it():
     assert threads >= 2
     # before pinning the threads may use every core (negative control), after only the one
     assert rest.strip() == f"{sorted(os.sched_getaffinity(0))} {[one]}"
+
+
+FAST = ("--no-torch", "--no-jax")
+
+
+def _conditions(env_extra: dict[str, str], *flags: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in bench.KERNEL_VARIABLES}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--conditions-only", *FAST, *flags],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=ROOT,
+    ).stdout
+
+
+@pytest.mark.skipif(
+    not bench.blas_pools() or "avx2" not in bench.cpu_model(),
+    reason="needs threadpoolctl and a CPU for which OpenBLAS picks a newer kernel than Sandybridge",
+)
+def test_unset_coretype_drops_the_variables_for_that_command_and_openblas_picks_its_own():
+    forced = {"OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_L2_SIZE": "262144"}
+    # negative control: with the variables set, the forced kernel runs and is reported
+    kept = _conditions(forced)
+    assert "kernel=Sandybridge" in kept and "OPENBLAS_CORETYPE=Sandybridge" in kept
+    unset = _conditions(forced, "--unset-coretype")
+    assert "OPENBLAS_CORETYPE=(unset)" in unset and "OPENBLAS_L2_SIZE=(unset)" in unset
+    assert "kernel=" in unset and "kernel=Sandybridge" not in unset
