@@ -16,6 +16,7 @@ import importlib.util
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -149,69 +150,211 @@ def jax_contender(params, x, y):
     return run
 
 
-# --- measurement -------------------------------------------------------------
+# --- conditions --------------------------------------------------------------
 
 
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+def proc_stat_jiffies(text: str) -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per line of /proc/stat: "cpu" for the machine, "cpu0", ... per core."""
+    result = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or not fields[0].startswith("cpu"):
+            continue
+        values = [int(v) for v in fields[1:9]]
+        idle = values[3] + values[4]  # idle + iowait
+        result[fields[0]] = (sum(values) - idle, sum(values))
+    return result
+
+
+def _read_proc_stat() -> dict[str, tuple[int, int]] | None:
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        return proc_stat_jiffies(Path("/proc/stat").read_text())
     except OSError:
         return None
-    values = [int(v) for v in fields[:8]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+
+
+def foreign_cores(
+    before: dict[str, tuple[int, int]],
+    after: dict[str, tuple[int, int]],
+    own_seconds: float,
+    wall_seconds: float,
+    cpus: set[int] | None,
+    tick: float,
+) -> float:
+    """Average number of the watched cores (all when ``cpus`` is None) kept busy by other processes.
+
+    Busy time of the watched cores minus this process's own CPU time (all of
+    it ran on them when the process is pinned to them), over the wall time.
+    """
+    keys = ["cpu"] if cpus is None else [f"cpu{c}" for c in sorted(cpus)]
+    busy = sum(after[k][0] - before[k][0] for k in keys) / tick
+    return max(0.0, busy - own_seconds) / max(wall_seconds, 1e-9)
 
 
 class LoadWatch:
-    """Measures how much CPU other processes used while we ran."""
+    """Measures how much CPU other processes used while we ran (from /proc/stat, not our own time)."""
 
-    def __init__(self) -> None:
-        self.start = _cpu_jiffies()
+    def __init__(self, cpus: set[int] | None = None) -> None:
+        self.cpus = cpus
+        self.start = _read_proc_stat()
         self.own = os.times()
         self.wall = time.monotonic()
+        self.loadavg = os.getloadavg()
 
     def foreign_cores(self) -> float | None:
-        """Average number of cores busy with other processes since the start."""
-        end = _cpu_jiffies()
+        """Average number of watched cores busy with other processes since the start."""
+        end = _read_proc_stat()
         if self.start is None or end is None:
             return None
-        tick = os.sysconf("SC_CLK_TCK")
-        busy = (end[0] - self.start[0]) / tick
         own = os.times()
         mine = (own.user - self.own.user) + (own.system - self.own.system)
-        return max(0.0, busy - mine) / max(1e-9, time.monotonic() - self.wall)
+        return foreign_cores(
+            self.start,
+            end,
+            mine,
+            time.monotonic() - self.wall,
+            self.cpus,
+            os.sysconf("SC_CLK_TCK"),
+        )
 
 
-def calibrate(fn: Callable[[], object], target: float) -> int:
+def cpu_model() -> str:
+    """The CPU's model name and its widest x86 vector extension, from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model, flags = "?", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "?":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+    return f"{model} ({vector})" if vector else model
+
+
+def thread_affinities() -> tuple[int, set[int]]:
+    """How many threads this process has and the union of the cores they may run on."""
+    tasks = Path("/proc/self/task")
+    allowed: set[int] = set()
+    count = 0
+    for task in tasks.iterdir() if tasks.exists() else []:
+        try:
+            allowed |= os.sched_getaffinity(int(task.name))
+        except OSError:
+            continue  # the thread ended meanwhile
+        count += 1
+    return count, allowed
+
+
+def pin_process(cpus: set[int]) -> None:
+    """Restrict every existing thread, and through inheritance every later one, to ``cpus``."""
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except OSError:
+            continue
+    os.sched_setaffinity(0, cpus)
+
+
+def blas_pools() -> list[dict]:
+    """threadpoolctl's view of the BLAS and OpenMP libraries loaded now (empty without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return threadpool_info()
+
+
+def blas_info() -> str:
+    """Library, version, kernel (core type) and thread count of every loaded BLAS and OpenMP pool."""
+    pools = blas_pools()
+    if not pools:
+        return "threadpoolctl not installed (kernel and threads unknown)"
+    return "; ".join(
+        f"{p.get('internal_api')} {p.get('version')}"
+        + (f" kernel={p['architecture']}" if p.get("architecture") else "")
+        + f" threads={p.get('num_threads')} ({Path(p.get('filepath', '?')).name})"
+        for p in pools
+    )
+
+
+def blas_environment() -> str:
+    names = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    return ", ".join(f"{n}={os.environ.get(n, '(unset)')}" for n in names)
+
+
+def limit_threads(n: int, torch: bool = True) -> None:
+    """Cap every library's threads to ``n``: XLA through XLA_FLAGS (before jax is imported),
+    PyTorch through set_num_threads, then every BLAS/OpenMP pool loaded by then (numpy's and
+    PyTorch's) through threadpoolctl."""
+    if "jax" in sys.modules:
+        raise SystemExit("limit_threads must run before jax is imported (XLA reads XLA_FLAGS once)")
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = (
+        f"{flags} --xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}"
+        f" intra_op_parallelism_threads={n}"
+    ).strip()
+    if torch and importlib.util.find_spec("torch"):
+        import torch as torch_module
+
+        torch_module.set_num_threads(n)
+        if n == 1:
+            try:
+                torch_module.set_num_interop_threads(1)
+            except RuntimeError:  # only allowed before PyTorch's first parallel work
+                pass
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+
+
+# --- measurement -------------------------------------------------------------
+
+
+CLOCKS = {
+    # wall time: what a user waits for; also counts time spent waiting for a busy core
+    "wall": time.perf_counter,
+    # CPU time of all this process's threads: robust to other processes taking turns on
+    # our core, but it adds up the work of every thread (fair only with one thread each)
+    "cpu": time.process_time,
+}
+
+
+def calibrate(fn: Callable[[], object], target: float, clock: Callable[[], float]) -> int:
     """Calls per sample so that one sample takes about ``target`` seconds."""
     fn()
     n = 1
     while True:
-        t = time.perf_counter()
+        t = clock()
         for _ in range(n):
             fn()
-        elapsed = time.perf_counter() - t
+        elapsed = clock() - t
         if elapsed >= target / 4 or n >= 1 << 20:
             return max(1, int(n * target / max(elapsed, 1e-9)))
         n *= 4
 
 
 def measure(
-    contenders: dict[str, Callable[[], object]], rounds: int, sample: float
+    contenders: dict[str, Callable[[], object]],
+    rounds: int,
+    sample: float,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each contender, timed interleaved over ``rounds``."""
-    counts = {name: calibrate(fn, sample) for name, fn in contenders.items()}
+    counts = {name: calibrate(fn, sample, clock) for name, fn in contenders.items()}
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             fn, n = contenders[name], counts[name]
-            t = time.perf_counter()
+            t = clock()
             for _ in range(n):
                 fn()
-            times[name].append((time.perf_counter() - t) / n)
+            times[name].append((clock() - t) / n)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -229,35 +372,50 @@ def check_same(module, params, x, y) -> None:
             raise SystemExit("generated gradients differ from the seed-style ones; not timing")
 
 
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    return "; ".join(
-        f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')}"
-        f" x{p.get('num_threads')}"
-        for p in threadpool_info()
-        if p.get("user_api") == "blas"
-    )
+SETUPS = {
+    "default": [],
+    "pinned": ["--pin", "{cpus}"],
+    "default-unset": ["--unset-coretype"],
+    "pinned-unset": ["--pin", "{cpus}", "--unset-coretype"],
+}
+KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+WARN_FOREIGN_CORES = 0.1
 
 
-def limit_threads(n: int) -> None:
-    """Cap every thread pool (needs threadpoolctl for numpy's BLAS)."""
-    from threadpoolctl import threadpool_limits
+def parse_cpus(text: str) -> set[int]:
+    """ "0" or "0,1" or "0-3" -> a set of core numbers, each one this process may use."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        try:
+            cpus |= set(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise SystemExit(
+                f"bench.py: --pin {text!r}: expected core numbers like 0 or 0,1"
+            ) from None
+    if not cpus or not cpus <= os.sched_getaffinity(0):
+        raise SystemExit(
+            f"bench.py: --pin {text!r}: allowed cores are {sorted(os.sched_getaffinity(0))}"
+        )
+    return cpus
 
-    threadpool_limits(limits=n)
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + f" --xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}"
-        f" intra_op_parallelism_threads={n}"
-    )
-    try:
-        import torch
 
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
+def run_setups(args: argparse.Namespace) -> int:
+    """Run each named setup as a fresh process (kernel variables are read when numpy loads)."""
+    common = ["--configs", args.configs, "--rounds", str(args.rounds), "--sample", str(args.sample)]
+    common += ["--clock", args.clock]
+    common += ["--no-torch"] * args.no_torch + ["--no-jax"] * args.no_jax
+    for name in args.setups.split(","):
+        if name not in SETUPS:
+            raise SystemExit(
+                f"bench.py: --setups: unknown setup {name!r}; known: {', '.join(SETUPS)}"
+            )
+        extra = [a.format(cpus=args.pin or "0") for a in SETUPS[name]]
+        print(f"\n## setup {name}: bench.py {' '.join(common + extra)}", flush=True)
+        code = subprocess.run([sys.executable, __file__, *common, *extra], check=False).returncode
+        if code:
+            return code
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,40 +427,86 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=15, help="interleaved rounds per config (median over them)"
     )
     parser.add_argument("--sample", type=float, default=0.05, help="seconds per timed sample")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall time, or this process's CPU time (fair on a busy machine when every "
+        "contender runs one thread, e.g. with --pin 0)",
+    )
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument(
         "--threads",
         type=int,
-        help="limit BLAS, PyTorch and XLA to this many threads "
-        "(1 gives stable numbers on a shared machine)",
+        help="limit BLAS, PyTorch and XLA to this many threads (without pinning them)",
+    )
+    parser.add_argument(
+        "--pin",
+        metavar="CPUS",
+        help="run every thread of every contender on these cores (e.g. 0 or 0,1) "
+        "and limit each library to that many threads",
+    )
+    parser.add_argument(
+        "--unset-coretype",
+        action="store_true",
+        help="run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from the environment, "
+        "so that OpenBLAS picks its kernel for this CPU itself",
+    )
+    parser.add_argument(
+        "--setups",
+        help=f"run these setups one after the other, each in a fresh process: "
+        f"comma list from {', '.join(SETUPS)} (pinned ones use --pin, default core 0)",
+    )
+    parser.add_argument(
+        "--conditions-only",
+        action="store_true",
+        help="print the conditions (CPU, BLAS kernel and threads, setup) and time nothing",
     )
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        limit_threads(args.threads)
-
-    print(
-        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, numpy {np.__version__}"
-    )
-    print(f"# BLAS: {blas_info()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}")
-    try:
+    if args.setups:
+        return run_setups(args)
+    if args.unset_coretype and any(v in os.environ for v in KERNEL_VARIABLES):
+        # numpy already loaded OpenBLAS with these: start again without them, this command only.
+        env = {k: v for k, v in os.environ.items() if k not in KERNEL_VARIABLES}
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
+    pinned = parse_cpus(args.pin) if args.pin else None
+    threads = args.threads or (len(pinned) if pinned else None)
+    if threads:
+        limit_threads(threads, torch=not args.no_torch)
+    torch_version = jax_version = None
+    if not args.no_torch and importlib.util.find_spec("torch"):
         import torch
 
-        print(f"# torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    except ImportError:
-        pass
-    try:
+        torch_version = f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads)"
+    if not args.no_jax and importlib.util.find_spec("jax"):
         import jax
 
-        print(f"# jax {jax.__version__}")
-    except ImportError:
-        pass
+        jax_version = f"jax {jax.__version__} (XLA_FLAGS={os.environ.get('XLA_FLAGS', '(unset)')})"
+    if pinned:
+        pin_process(pinned)
+
     print(
-        "# load average at start:",
-        Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else "?",
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
     )
+    print(f"# BLAS: {blas_info()}")
+    print(f"# environment: {blas_environment()}")
+    for line in (torch_version, jax_version):
+        if line:
+            print(f"# {line}")
+    if pinned:
+        setup = (
+            f"pinned: every thread on cores {sorted(pinned)}, each library at {threads} thread(s)"
+        )
+    elif threads:
+        setup = f"not pinned, each library at {threads} thread(s)"
+    else:
+        setup = "library defaults, not pinned"
+    setup += f"; {args.clock} clock"
+    print(f"# setup: {setup}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    if args.conditions_only:
+        return 0
 
     columns = ["floor", "derive", "derive out=", "seed numpy", "torch", "jax"]
     rows = []
@@ -336,16 +540,26 @@ def main(argv: list[str] | None = None) -> int:
                 contenders["torch"] = fn
             if not args.no_jax and (fn := jax_contender(params, x, y)) is not None:
                 contenders["jax"] = fn
-            config_watch = LoadWatch()
-            medians = measure(contenders, args.rounds, args.sample)
-            foreign = config_watch.foreign_cores()
+            on_cores, machine = LoadWatch(pinned), LoadWatch()
+            medians = measure(contenders, args.rounds, args.sample, CLOCKS[args.clock])
+            foreign, foreign_machine = on_cores.foreign_cores(), machine.foreign_cores()
+            n_threads, allowed = thread_affinities()
+            if pinned and not allowed <= pinned:
+                raise SystemExit(f"a thread escaped the pinning: cores {sorted(allowed)}")
             rows.append((cfg, medians, foreign))
             print(
-                f"# {cfg.name} done; other processes used {foreign:.2f} cores"
-                if foreign is not None
-                else f"# {cfg.name} done",
+                f"# {cfg.name} done; other processes kept {_cores(foreign)} of our cores "
+                f"and {_cores(foreign_machine)} of the machine's busy; "
+                f"{n_threads} threads, on cores {sorted(allowed)}",
                 flush=True,
             )
+            if foreign is not None and foreign > WARN_FOREIGN_CORES:
+                print(
+                    f"WARNING: {cfg.name}: other processes kept {foreign:.2f} of the cores we ran "
+                    "on busy; its numbers are not from a quiet machine.",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     present = [c for c in columns if any(c in m for _, m, _ in rows)]
     header = [
@@ -355,24 +569,34 @@ def main(argv: list[str] | None = None) -> int:
         "derive/seed",
         "derive/torch",
         "derive/jax",
+        "foreign load",
     ]
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for cfg, m, _ in rows:
+    for cfg, m, foreign in rows:
         cells = [f"{cfg.name} {list(cfg.sizes)} m={cfg.batch} {np.dtype(cfg.dtype).name}"]
         cells += [f"{m[c] * 1e6:,.0f}" if c in m else "–" for c in present]
         for other in ("floor", "seed numpy", "torch", "jax"):
             cells.append(f"{m['derive'] / m[other]:.2f}" if other in m else "–")
+        cells.append(_cores(foreign))
         print("| " + " | ".join(cells) + " |")
     foreign = watch.foreign_cores()
-    if foreign is not None and foreign > 0.1:
+    print(
+        f"\n# {setup}; BLAS {blas_info()}; load average at end {os.getloadavg()[0]:.2f}; "
+        f"other processes used {_cores(foreign)} of the machine's cores over the whole run"
+    )
+    if foreign is not None and foreign > WARN_FOREIGN_CORES:
         print(
-            f"\nWARNING: other processes kept {foreign:.2f} cores busy on average during the run; "
+            f"WARNING: other processes kept {foreign:.2f} cores busy on average during the run; "
             "the numbers are not from a quiet machine.",
             file=sys.stderr,
         )
     return 0
+
+
+def _cores(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f} cores"
 
 
 if __name__ == "__main__":

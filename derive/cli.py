@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, codegen, files, latex, proof, spec
+from . import __version__, codegen, files, proof, spec
 from .derivation import derive
 from .files import Refused
 
@@ -85,6 +85,8 @@ def run(argv: list[str] | None) -> int:
     failed = [c for c in checks if not c.ok]
 
     if args.latex:
+        from . import latex  # imported here: code generation alone never needs it
+
         sys.stdout.write(latex.document_body(derivation, checks))
         return 1 if failed else 0
 
@@ -105,6 +107,8 @@ def run(argv: list[str] | None) -> int:
 
     source = codegen.render(derivation, name)
     if args.latex_out is not None:
+        from . import latex
+
         files.write_atomic(Path(args.latex_out), latex.document(derivation, checks))
         print(f"wrote {args.latex_out}")
     if args.check:

@@ -15,8 +15,8 @@ import textwrap
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
@@ -36,6 +36,9 @@ from .expr import (
     Var,
 )
 from .model import Network
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATE = "mlp.py.jinja"
 
@@ -432,6 +435,8 @@ def header_line(command: str) -> str:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # imported here: runs that print LaTeX only never need it
+
     return jinja2.Environment(
         loader=jinja2.FunctionLoader(template_source),
         undefined=jinja2.StrictUndefined,
