@@ -323,7 +323,7 @@ def notation(network: Network) -> str:
         (
             "$z_l$",
             r"$m \times n_l$",
-            f"the pre-activation ${pr(layer_step.expr)}$",
+            f"the pre-activation, $z_l = {pr(layer_step.expr)}$",
         ),
         (
             f"${act}$",
@@ -356,8 +356,9 @@ def notation(network: Network) -> str:
         ),
         (
             "$G$",
-            "as the numerator",
-            rf"the gradient of ${LOSS}$ arriving at a factor of the chain rule",
+            "that of $f_k$",
+            rf"$\partial {LOSS} / \partial f_k$, the gradient arriving at a chain-rule factor "
+            r"$\partial f_k / \partial \cdot$ (the $f_k$ are defined just below)",
         ),
     ]
     table = (
@@ -436,6 +437,8 @@ def activations(network: Network) -> str:
     text = ""
     for layers, act in _distinct_activations(network):
         name = r"\sigma" if uniform else r"\sigma_l"
+        if not uniform and len(layers) == 1:
+            name = rf"\sigma_{{{layers[0]}}}"
         if not uniform:
             which = "Layer" if len(layers) == 1 else "Layers"
             verb = "uses" if len(layers) == 1 else "use"
@@ -546,9 +549,10 @@ def chain_products(network: Network, derivation: Derivation) -> str:
     top = 2 * network.depth + 1
     pr_f = MatrixLatex(network, f_names=True)
     pr = MatrixLatex(network)
-    products = []
+    groups: list[str] = []  # one group of rows per layer, a little space between groups
     values: dict[str, str] = {}
     for layer in shown_layers(network.depth):
+        products = []
         for param in (model.b(layer), model.W(layer)):
             first = 2 * param.layer - 1
             ks = list(range(top, first, -1))
@@ -563,19 +567,21 @@ def chain_products(network: Network, derivation: Derivation) -> str:
             factor = _partial(_f(first), pr.var(param))
             values.setdefault(factor, _local(pr_f, steps[first], param, factor))
             products.append(rf"{_partial(_f(top), pr.var(param))} &= " + " ".join(factors))
-            products.append(
-                rf"&= {pr(derivation.unrolled(derivation.gradients[param]))}"
-                + (r" \\[4pt]" if param.kind == "W" else "")
-            )
+            products.append(rf"&= {pr(derivation.unrolled(derivation.gradients[param]))}")
+        groups.append(" \\\\\n".join(products))
     layers = shown_layers(network.depth)
     which = (
-        f"layer ${layers[0]}$" if len(layers) == 1 else f"layers ${layers[0]}$ and ${layers[1]}$"
+        f"its only layer, ${layers[0]}$"
+        if len(layers) == 1
+        else f"the last layers, ${layers[0]}$ and ${layers[1]}$"
     )
     return (
         f"Write the loss as $f_{{{top}}} = {LOSS}$. By the chain rule the gradient with respect "
         "to a parameter is the product of the local derivatives from the loss down to that "
-        f"parameter. For the last {which}:\n"
-        + _align(products)
+        f"parameter. For {which}:\n"
+        + "\\begin{align*}\n"
+        + " \\\\[6pt]\n".join(groups)
+        + "\n\\end{align*}\n"
         + "Read from the left, the first factor is the loss's gradient and each further "
         "factor acts on the gradient $G$ it receives from the left:\n"
         + _align(list(values.values()))
@@ -617,7 +623,8 @@ def factor_table(network: Network) -> str:
     top = "f_{2L-1}" if network.fused else "f_{2L}"
     first = r"\hat{Y} - Y" if network.fused else _partial(LOSS, r"\hat{Y}")
     rows = [
-        f"$\\displaystyle {_partial('f_{2L+1}', top)}$ & $\\displaystyle = {first}$, the first $G$ & & $m \\times n_L$ \\\\\n"
+        f"$\\displaystyle {_partial('f_{2L+1}', top)}$ & $\\displaystyle = {first}$, "
+        f"the first $G$ & & $m \\times n_L$ \\\\\n"
     ]
     for factor, step, var in kinds:
         into: dict[Var, list[Expr]] = {}

@@ -551,7 +551,7 @@ def test_catalog_latex_shows_the_derivations_and_compiles(act, loss, tmp_path):
             "A - Y" in document or "A_{k} - {Y}_{k}" in document
         )
     else:
-        assert r"\quad\text{with } A = \sigma_l(z)" in document
+        assert r"\quad\text{with } A = \sigma_{1}(z)" in document
     if loss == "softmax_cross_entropy":
         assert r"\text{using } \sum_i Y_i = 1" in document
     if shutil.which("pdflatex") is None:

@@ -108,7 +108,7 @@ def test_shape_table_lists_every_quantity_and_each_factor_on_g():
 
 def test_activation_functions_and_layer_outputs_have_distinct_symbols():
     body = _body("4,3,3,2", "sigmoid,relu,tanh")
-    assert r"\sigma_l(z) &=" in body and r"\sigma_{1}(f_{1})" in body
+    assert r"\sigma_{1}(z) &=" in body and r"\sigma_{1}(f_{1})" in body
     assert r"a_l = \sigma_{l}(z_{l})" in body
     assert not re.search(r"(?<!\\sigm)a_\{1\}(\(z\)|')", body)  # a_1 is never a function
     assert r"\operatorname{sigmoid}" in body  # the sigmoid is not a second \sigma
