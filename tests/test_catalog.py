@@ -543,11 +543,11 @@ def test_catalog_latex_shows_the_derivations_and_compiles(act, loss, tmp_path):
     derivation = derive(spec.network("4,3,3,2", act, loss))
     document = latex.document(derivation, proof.verify(derivation, end_to_end_depth=0))
     if loss in FUSED:
-        assert r"\quad\text{with } A = " in document and (
-            "A - Y" in document or "A - {Y}_{k}" in document
+        assert r"\quad\text{with } A" in document and (
+            "A - Y" in document or "A_{k} - {Y}_{k}" in document
         )
     else:
-        assert r"\quad\text{with } A = a_{1}(z)" in document
+        assert r"\quad\text{with } A = \sigma_{1}(z)" in document
     if loss == "softmax_cross_entropy":
         assert r"\text{using } \sum_i Y_i = 1" in document
     if shutil.which("pdflatex") is None:
