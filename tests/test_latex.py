@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from derive import latex, proof, spec
+from derive import codegen, latex, proof, spec
 from derive.derivation import derive
 
 FORBIDDEN = ["Lambda", "ArrayContraction", "\\mapsto", "Subs", "Derivative", "_xi", "Dummy"]
@@ -15,7 +15,9 @@ FORBIDDEN = ["Lambda", "ArrayContraction", "\\mapsto", "Subs", "Derivative", "_x
 
 def _document(layers: str) -> str:
     derivation = derive(spec.network(layers))
-    return latex.document(derivation, proof.verify(derivation))
+    return latex.document(
+        derivation, proof.verify(derivation), codegen.spec_command(derivation.network)
+    )
 
 
 @pytest.mark.parametrize("layers", ["4,3", "20,50,10", "3,4,5,6"])
