@@ -245,9 +245,9 @@ def _stage(out: Output, data: bytes) -> Path:
     except OSError as err:
         raise OSError(err.errno, err.strerror, str(out.path)) from None
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
