@@ -198,7 +198,7 @@ def _alive(pid: int) -> bool:
 def clean_stale_temporaries(folder: Path, now: float | None = None) -> list[Path]:
     """Remove derive's own temporary files left in ``folder`` by killed runs."""
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -247,7 +247,13 @@ def _stage(out: Output, data: bytes) -> Path:
     try:
         if mode is not None:
             os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
+        handle = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        with handle as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

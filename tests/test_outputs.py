@@ -392,6 +392,7 @@ ACCEPTED = [
     "0.123456789012345",
     "0.0000012",
     "12.5e0",
+    "1.23456789012345e-6",
     "7",
 ]
 
@@ -444,9 +445,10 @@ def test_the_header_command_regenerates_the_exact_file_for_every_accepted_form(h
 
 
 def test_parameter_decimals_are_exact():
-    for text in ("0.123456789012345", "-2.5", "100", "0.000001", "12.5"):
+    for text in ("0.123456789012345", "-2.5", "100", "0.000001", "12.5", "0.1234567890123456789"):
         assert catalog.decimal(sp.Rational(text)) == text
     assert catalog.decimal(sp.Rational(1, 3)) == "1/3"
+    assert catalog.decimal(sp.Rational(1, 10**25)) == "0." + "0" * 24 + "1"
     assert catalog.activation("elu:0.1234567890123").name == "elu:0.1234567890123"
 
 
