@@ -336,7 +336,7 @@ def _parameter(name: str, what: str, text: str) -> sp.Rational:
     if len(text) > 40 or not _NUMBER.fullmatch(text):
         shown = text if len(text) <= 40 else text[:40] + "..."
         raise UnknownName(
-            f"activation {name!r}: {what} {shown!r} is not a decimal number ({example})"
+            f"activation {name!r}: {what} {shown!r} is not a number: give a decimal ({example})"
         )
     mantissa, _, exponent = text.lower().partition("e")
     sign = -1 if mantissa.startswith("-") else 1
