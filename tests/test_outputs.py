@@ -267,12 +267,13 @@ def test_a_module_of_another_specification_is_not_replaced_without_force(here, c
     assert "another specification" in one_error_line(named)
 
 
-def test_the_checked_in_modules_are_protected(capsys, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    before = (ROOT / "generated" / "mlp_20_50_10.py").read_bytes()
+def test_the_checked_in_modules_are_protected(here, capsys):
+    (here / "generated").mkdir()  # a copy of a clone's file: the repository stays untouched
+    checked_in = (ROOT / "generated" / "mlp_20_50_10.py").read_bytes()
+    (here / "generated" / "mlp_20_50_10.py").write_bytes(checked_in)
     result = run_cli(capsys, "--layers", "20,50,10", "--activation", "relu")
     assert "another specification" in one_error_line(result)
-    assert (ROOT / "generated" / "mlp_20_50_10.py").read_bytes() == before
+    assert (here / "generated" / "mlp_20_50_10.py").read_bytes() == checked_in
 
 
 # --- 8. every combination of output options ---------------------------------------
