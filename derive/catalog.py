@@ -301,19 +301,64 @@ def rewrite_holds(activation: Activation, rewrite: sp.Expr) -> bool:
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
+PARAMETER_DIGITS = 15
+"""Most significant digits of an activation parameter (float64 keeps 15 exactly)."""
+
+PARAMETER_RANGE = (sp.Rational(1, 10**6), sp.Integer(100))
+"""Smallest and largest accepted magnitude |s| of an activation parameter.
+
+Wider ones say nothing new about a network and risk overflow in backprop
+(the parameter multiplies the gradient at every layer it is used in)."""
+
 
 def decimal(value: sp.Rational) -> str:
-    """A rational as its exact decimal (0.01), or p/q if it has none."""
-    for digits in range(20):
-        if (value * 10**digits).q == 1:
-            return f"{float(value):.{digits}f}" if digits else str(value.p)
-    return f"{value.p}/{value.q}"
+    """A rational as its exact decimal (0.01, -2.5, 3), or p/q if it has none."""
+    q, twos, fives = int(value.q), 0, 0
+    while q % 2 == 0:
+        q, twos = q // 2, twos + 1
+    while q % 5 == 0:
+        q, fives = q // 5, fives + 1
+    if q != 1:
+        return f"{value.p}/{value.q}"
+    digits = max(twos, fives)
+    scaled = abs(int(value.p)) * 10**digits // int(value.q)
+    sign = "-" if value < 0 else ""
+    if not digits:
+        return f"{sign}{scaled}"
+    whole, frac = divmod(scaled, 10**digits)
+    return f"{sign}{whole}.{frac:0{digits}d}"
 
 
 def _parameter(name: str, what: str, text: str) -> sp.Rational:
-    if not _NUMBER.fullmatch(text.strip()):
-        raise UnknownName(f"activation {name!r}: {what} {text!r} is not a number (e.g. {name}:0.2)")
-    return sp.Rational(text.strip())
+    """An exact decimal, bounded in length, digits and range before any arithmetic."""
+    text = text.strip()
+    example = f"e.g. {name}:0.2"
+    if len(text) > 40 or not _NUMBER.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise UnknownName(
+            f"activation {name!r}: {what} {shown!r} is not a number: give a decimal ({example})"
+        )
+    mantissa, _, exponent = text.lower().partition("e")
+    sign = -1 if mantissa.startswith("-") else 1
+    whole, _, fraction = mantissa.lstrip("+-").partition(".")
+    digits = (whole + fraction).lstrip("0")
+    significant = digits.rstrip("0")
+    if len(significant) > PARAMETER_DIGITS:
+        raise UnknownName(
+            f"activation {name!r}: {what} {text!r} has more than {PARAMETER_DIGITS} significant digits"
+        )
+    low, high = PARAMETER_RANGE
+    bounds = f"{decimal(low)} <= |{what}| <= {decimal(high)}"
+    if not significant:
+        raise UnknownName(f"activation {name!r}: {what} {text!r} must not be 0 ({bounds})")
+    # (whole + fraction) * 10**(exponent - len(fraction)); bound the exponent before using it
+    power = int(exponent or "0") - len(fraction) if len(exponent.lstrip("+-0")) <= 4 else None
+    value = None
+    if power is not None and abs(power) <= 100:
+        value = sign * sp.Rational(int(whole + fraction)) * sp.Rational(10) ** power
+    if value is None or not low <= abs(value) <= high:
+        raise UnknownName(f"activation {name!r}: {what} {text!r} is out of range ({bounds})")
+    return value
 
 
 LEAKY_SLOPE = sp.Rational(1, 100)

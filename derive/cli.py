@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, codegen, files, proof, spec
+from . import __version__, catalog, codegen, files, proof, report, spec
 from .derivation import derive
 from .files import Refused
 
@@ -27,36 +28,122 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+END_TO_END_SECONDS = {0: 0.0, 1: 0.06, 2: 0.2, 3: 0.45}
+"""Measured end-to-end proof times by expansion (depths 1-3) on a quiet 2-core machine."""
+
+FIELD_SECONDS_PER_LAYER = 0.05
+"""Deeper, the proof evaluates over a prime field: linear in depth (1.3 s at 30, 2.6 s at 60)."""
+
+MAX_END_TO_END_DEPTH = 200
+"""The deepest network derive accepts: its end-to-end proof takes about 10 s."""
+
+ANNOUNCE_SECONDS = 5.0
+"""A proof expected to take longer than this is announced on stderr before it starts."""
+
+
+def end_to_end_estimate(depth: int) -> float:
+    """Seconds the end-to-end proof of a depth-``depth`` network takes, about."""
+    if depth in END_TO_END_SECONDS:
+        return END_TO_END_SECONDS[depth]
+    return 0.3 + FIELD_SECONDS_PER_LAYER * depth
+
+
+def _end_to_end_depth(text: str) -> int:
+    if not text.strip().isdigit() or not text.isascii() or len(text.strip()) > 4:
+        raise UsageError(
+            f"--end-to-end-depth {text!r}: give a whole number from 0 to {MAX_END_TO_END_DEPTH}"
+        )
+    depth = int(text)
+    if depth > MAX_END_TO_END_DEPTH:
+        raise UsageError(
+            f"--end-to-end-depth {depth} is above the limit of {MAX_END_TO_END_DEPTH} (that proof "
+            f"alone would take about {_duration(end_to_end_estimate(depth))})"
+        )
+    return depth
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours"
+
+
+def _help_epilog() -> str:
+    acts = ", ".join(a for a in catalog.ACTIVATIONS if a != "softmax")
+    params = ", ".join(f"{base}:{what.upper()}" for base, (_, what) in catalog.PARAMETRIC.items())
+    low, high = (catalog.decimal(v) for v in catalog.PARAMETER_RANGE)
+    return (
+        f"activations: {acts} (softmax is the output of softmax_cross_entropy). "
+        f"Parametric: {params}, a decimal with {low} <= |value| <= {high} and at most "
+        f"{catalog.PARAMETER_DIGITS} significant digits, e.g. leaky_relu:0.2. "
+        f"losses: {', '.join(catalog.LOSSES)}."
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m derive",
         description="Derive backpropagation for a fully connected network with SymPy, "
         "prove it exactly, print it as LaTeX and emit a numpy module.",
+        epilog=_help_epilog(),
     )
     p.add_argument("--layers", required=True, help="layer widths n0,n1,...,nL, e.g. 20,50,10")
     p.add_argument(
-        "--activation", default="tanh", help="one activation, or one per layer (comma list)"
+        "--activation",
+        default="tanh",
+        metavar="NAME[:VALUE][,...]",
+        help="one activation for every layer, or one per layer (comma list); default tanh",
     )
-    p.add_argument("--loss", default="l2", help="the loss (default l2, the seed's)")
-    p.add_argument("--out", default="generated", help="folder for the module (default: generated)")
+    p.add_argument("--loss", default="l2", metavar="NAME", help="the loss (default l2, the seed's)")
+    p.add_argument("--out", help="folder for the module (default: generated)")
     p.add_argument("--name", help="module name (default: mlp_<widths>)")
     p.add_argument(
-        "--latex", action="store_true", help="print the derivation as LaTeX and write nothing"
+        "--latex",
+        action="store_true",
+        help="print the derivation as LaTeX on stdout instead of the report; write nothing",
     )
     p.add_argument("--latex-out", metavar="FILE.tex", help="also write a standalone LaTeX document")
     p.add_argument(
-        "--check", action="store_true", help="exit 1 with a diff if the module on disk differs"
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff if a file on disk differs from what would be written",
     )
-    p.add_argument("--force", action="store_true", help="overwrite a file derive did not generate")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file derive did not write, or wrote for another specification",
+    )
     p.add_argument(
         "--end-to-end-depth",
-        type=int,
+        type=_end_to_end_depth,
         default=proof.END_TO_END_DEPTH,
         metavar="N",
-        help=f"run the end-to-end proof for networks up to this depth (default {proof.END_TO_END_DEPTH})",
+        help="run the end-to-end proof for networks up to this depth, 0 to "
+        f"{MAX_END_TO_END_DEPTH} (default {proof.END_TO_END_DEPTH})",
     )
     p.add_argument("--version", action="version", version=f"derive {__version__}")
     return p
+
+
+NO_EFFECT = {
+    "latex": ("latex_out", "out", "name", "force", "check"),
+    "check": ("force",),
+}
+"""Options that have no effect next to another; together they are bad usage, never ignored."""
+
+
+def _check_combination(args: argparse.Namespace) -> None:
+    for mode, others in NO_EFFECT.items():
+        if getattr(args, mode):
+            for other in others:
+                value = getattr(args, other)
+                if value is not None and value is not False:
+                    raise UsageError(
+                        f"--{other.replace('_', '-')} has no effect with --{mode.replace('_', '-')}"
+                        + (" (it writes nothing)" if mode in ("latex", "check") else "")
+                    )
 
 
 def _target(out: str, name: str) -> Path:
@@ -72,13 +159,35 @@ def _target(out: str, name: str) -> Path:
 
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    _check_combination(args)
     network = spec.network(args.layers, args.activation, args.loss)
     name = spec.check_module_name(
         codegen.default_module_name(network) if args.name is None else args.name
     )
-    target = _target(args.out, name)
-    if args.latex_out is not None and Path(args.latex_out).is_dir():
-        raise UsageError(f"--latex-out {args.latex_out!r} is a folder, not a file")
+    command = codegen.spec_command(network)
+    outputs: list[files.Output] = []
+    if not args.latex:
+        outputs.append(
+            files.Output(
+                _target("generated" if args.out is None else args.out, name),
+                "module",
+                command,
+                create_folder=True,
+            )
+        )
+    if args.latex_out is not None:
+        outputs.append(files.Output(Path(args.latex_out), "--latex-out", command))
+    if not args.check:
+        files.check(outputs, force=args.force)  # a refused run does no work and writes nothing
+    if network.depth <= args.end_to_end_depth:
+        seconds = end_to_end_estimate(network.depth)
+        if seconds >= ANNOUNCE_SECONDS:
+            print(
+                f"derive: the end-to-end proof at depth {network.depth} takes about "
+                f"{_duration(seconds)} (more on a busy machine); --end-to-end-depth "
+                f"{network.depth - 1} skips it",
+                file=sys.stderr,
+            )
 
     derivation = derive(network)
     checks = proof.verify(derivation, end_to_end_depth=args.end_to_end_depth)
@@ -90,54 +199,57 @@ def run(argv: list[str] | None) -> int:
         sys.stdout.write(latex.document_body(derivation, checks))
         return 1 if failed else 0
 
-    print(
-        f"derive {__version__}: {'-'.join(map(str, network.sizes))} network, "
-        f"{', '.join(dict.fromkeys(a.name for a in network.activations))} activation, {network.loss.name} loss"
-    )
+    print(report.title(network))
     for c in checks:
-        status = "FAILED" if not c.ok else ("skipped" if c.detail == "skipped" else "proved")
-        why = f" -- {c.detail}" if not c.ok else ""
-        print(f"  {status:8} {c.name}: {c.statement}  [{c.method}; {c.seconds:.2f} s]{why}")
+        print(report.line(c))
     if failed:
         print(
-            f"derive: {len(failed)} identity(ies) failed verification; nothing written",
+            f"derive: {report.count(len(failed), 'identity', 'identities')} failed verification; "
+            "nothing written",
             file=sys.stderr,
         )
         return 1
 
-    source = codegen.render(derivation, name)
-    if args.latex_out is not None:
-        from . import latex
+    def latex_document() -> str:
+        from . import latex  # only runs that print LaTeX pay for its import
 
-        files.write_atomic(Path(args.latex_out), latex.document(derivation, checks))
-        print(f"wrote {args.latex_out}")
+        return latex.document(derivation, checks, command)
+
+    texts = {"module": lambda: codegen.render(derivation, name), "--latex-out": latex_document}
+    outputs = [replace(o, text=texts[o.label]()) for o in outputs]
     if args.check:
-        return _check(target, source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    changed = files.write_generated(target, source, force=args.force)
-    print(f"{'wrote' if changed else 'unchanged'} {target}")
+        return _check(outputs)
+    changed = files.write(outputs, force=args.force)
+    for out, wrote in zip(outputs, changed, strict=True):
+        print(f"{'wrote' if wrote else 'unchanged'} {out.path}")
     return 0
 
 
-def _check(target: Path, source: str) -> int:
-    if not target.is_file():
-        print(
-            f"derive: {target} does not exist; run without --check to generate it", file=sys.stderr
+def _check(outputs: list[files.Output]) -> int:
+    drift = files.drifted(outputs)
+    for out, current in drift:
+        if current is None:
+            print(
+                f"derive: {out.path} does not exist; run without --check to generate it",
+                file=sys.stderr,
+            )
+            continue
+        text = current.decode("utf-8", errors="replace")
+        if text.replace("\r\n", "\n") == out.text and text != out.text:
+            print(f"derive: {out.path} has CRLF line endings; derive writes LF", file=sys.stderr)
+        diff = difflib.unified_diff(
+            text.splitlines(keepends=True),
+            out.text.splitlines(keepends=True),
+            str(out.path),
+            "regenerated",
         )
+        sys.stdout.writelines(diff)
+        print(f"derive: {out.path} differs from what derive generates now", file=sys.stderr)
+    if drift:
         return 1
-    current = target.read_text(encoding="utf-8", errors="replace")
-    if current == source:
-        print(f"up to date: {target}")
-        return 0
-    diff = difflib.unified_diff(
-        current.splitlines(keepends=True),
-        source.splitlines(keepends=True),
-        str(target),
-        "regenerated",
-    )
-    sys.stdout.writelines(diff)
-    print(f"derive: {target} differs from what derive generates now", file=sys.stderr)
-    return 1
+    for out in outputs:
+        print(f"up to date: {out.path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ from .expr import (
     Var,
 )
 from .model import Network
+from .report import plain
 
 Env = dict[Var, sp.Matrix]
 
@@ -376,7 +377,7 @@ def check_output_lemma(
     if fused:
         link = network.loss.link.name
         statement = (
-            f"δ_L = ∂L/∂z_L = {sp.sstr(network.loss.gradient_from_output)} with A = {link}(z_L)"
+            f"δ_L = ∂L/∂z_L = {plain(network.loss.gradient_from_output)} with A = {link}(z_L)"
         )
         method = (
             f"exact: SymPy diff of the {network.loss.name} loss of {link}(z_L), {m}x{n} symbols"
@@ -445,7 +446,9 @@ def check_layers_are_lemma_instances(derivation: Derivation) -> Check:
             problems.append(f"delta{layer - 1} is not the step lemma")
     return Check(
         "induction",
-        f"each of the {network.depth} layers instantiates the lemmas",
+        "the 1 layer instantiates the lemmas"
+        if network.depth == 1
+        else f"each of the {network.depth} layers instantiates the lemmas",
         "structural: identical expression trees",
         not problems,
         time.perf_counter() - start,
@@ -591,7 +594,7 @@ def check_activation(
         method = "exact: the stable form, with log-sum-exp written out, cancels to the definition"
         return Check(
             f"activation {act.name}",
-            f"{act.name} = {sp.sstr(form)}",
+            f"{act.name} = {plain(form)}",
             method,
             ok,
             time.perf_counter() - start,
@@ -602,16 +605,22 @@ def check_activation(
         derivative_code_form = stable(act.derivative if rewrite is None else rewrite)
     problems = []
     if rewrite is not None and not rewrite_holds(act, rewrite):
-        problems.append(f"a'(z) != {sp.sstr(rewrite)} with A = a(z)")
+        problems.append(f"a'(z) != {plain(rewrite)} with A = a(z)")
     if not same(code_form, act.definition):
-        problems.append(f"a(z) != {sp.sstr(code_form)}")
+        problems.append(f"a(z) != {plain(code_form)}")
     if not same(derivative_code_form.subs(A, act.definition), act.derivative):
-        problems.append(f"a'(z) != {sp.sstr(derivative_code_form)}")
+        problems.append(f"a'(z) != {plain(derivative_code_form)}")
     if rewrite is None:
-        statement = f"{act.name}'(z) by SymPy diff; no form through A found, so the code uses z"
+        statement = (
+            f"{act.name}'(z) is SymPy's derivative of the definition, evaluated from z "
+            "(no form through A = a(z) was found)"
+        )
+        method = "exact: the code's forms of a(z) and a'(z) equal the definition and its "
+        method += "derivative: split at 0, rewrite in exp(z), cancel to 0; and at points around 0"
     else:
-        statement = f"{act.name}'(z) = {sp.sstr(rewrite)} with A = {act.name}(z)"
-    method = "exact: substitute A = a(z), split at 0, rewrite in exp(z), cancel to 0; and at points around 0"
+        statement = f"{act.name}'(z) = {plain(rewrite)} with A = {act.name}(z)"
+        method = "exact: substitute A = a(z), split at 0, rewrite in exp(z), cancel to 0; "
+        method += "and at points around 0"
     return Check(
         f"activation {act.name}",
         statement,
@@ -629,7 +638,7 @@ def _readable(expr: sp.Expr) -> str:
         catalog.target: sp.Symbol("Y"),
         catalog.z: sp.Symbol("z"),
     }
-    return sp.sstr(expr.xreplace(names), order="rev-lex")
+    return plain(expr.xreplace(names), order="rev-lex")
 
 
 def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:

@@ -8,8 +8,12 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import keyword
+import pkgutil
+import sys
+from pathlib import Path
 
 from . import catalog
 from .model import Network
@@ -103,14 +107,51 @@ def parse_loss(text: str) -> catalog.LossFunction:
         raise SpecError(f"--loss: {err}") from None
 
 
+MAX_NAME = 100
+"""Longest module name accepted: with ``.py`` and a temporary suffix it fits any file system."""
+
+
 def check_module_name(name: str) -> str:
+    """A module name that is an identifier and shadows nothing ``import`` would find."""
+    if len(name) > MAX_NAME:
+        raise SpecError(
+            f"--name {name[:20]!r}...: {len(name)} characters is more than the limit of {MAX_NAME}"
+        )
     if not name.isidentifier() or not name.isascii():
         raise SpecError(
             f"--name {name!r}: a module name must be a Python identifier (letters, digits, _)"
         )
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise SpecError(f"--name {name!r}: a module name cannot be a Python keyword")
+    if name.startswith("__") and name.endswith("__"):
+        raise SpecError(f"--name {name!r}: dunder names are reserved by Python")
+    if name in dir(builtins):
+        raise SpecError(f"--name {name!r}: a module name cannot be a Python builtin name")
+    shadowed = shadowed_module(name)
+    if shadowed is not None:
+        raise SpecError(
+            f"--name {name!r}: a module of that name would shadow {shadowed}; choose another name"
+        )
     return name
+
+
+def shadowed_module(name: str) -> str | None:
+    """What ``import name`` finds today (standard library, built in or installed), or None.
+
+    The current folder is left out: a module derive wrote there before is
+    not a reason to refuse writing it again.  Names are compared ignoring
+    case, since some file systems do.
+    """
+    folded = name.casefold()
+    for known in (*sys.stdlib_module_names, *sys.builtin_module_names, "numpy"):
+        if known.casefold() == folded:
+            return f"the standard library module {known!r}" if known != "numpy" else "numpy"
+    here = Path.cwd().resolve()
+    paths = [p for p in sys.path if p and Path(p).resolve() != here and Path(p).is_dir()]
+    for module in pkgutil.iter_modules(paths):
+        if module.name.casefold() == folded:
+            return f"the installed module {module.name!r}"
+    return None
 
 
 def network(layers: str, activation: str = "tanh", loss: str = "l2") -> Network:

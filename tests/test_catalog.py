@@ -541,7 +541,8 @@ def test_catalog_latex_shows_the_derivations_and_compiles(act, loss, tmp_path):
     from derive import latex
 
     derivation = derive(spec.network("4,3,3,2", act, loss))
-    document = latex.document(derivation, proof.verify(derivation, end_to_end_depth=0))
+    checks = proof.verify(derivation, end_to_end_depth=0)
+    document = latex.document(derivation, checks, codegen.spec_command(derivation.network))
     if loss in FUSED:
         assert r"\quad\text{with } A" in document and (
             "A - Y" in document or "A_{k} - {Y}_{k}" in document

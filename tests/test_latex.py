@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from derive import catalog, latex, proof, spec
+from derive import catalog, codegen, latex, proof, spec
 from derive.derivation import derive
 
 FORBIDDEN = ["Lambda", "ArrayContraction", "\\mapsto", "Subs", "Derivative", "_xi", "Dummy"]
@@ -23,7 +23,11 @@ def widths(depth: int, first: int = 20, last: int = 10) -> str:
 
 def _document(layers: str, activation: str = "tanh", loss: str = "l2") -> str:
     derivation = derive(spec.network(layers, activation, loss))
-    return latex.document(derivation, proof.verify(derivation, end_to_end_depth=3))
+    return latex.document(
+        derivation,
+        proof.verify(derivation, end_to_end_depth=3),
+        codegen.spec_command(derivation.network),
+    )
 
 
 def _body(layers: str, activation: str = "tanh", loss: str = "l2") -> str:

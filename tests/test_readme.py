@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +27,22 @@ def test_readme_python_example_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ")
+
+
+def test_readme_sample_output_is_what_a_fresh_clone_prints(tmp_path, monkeypatch, capsys):
+    """The "What it prints" block, timings aside, is the real output in a fresh clone."""
+    from derive import cli
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```\n$ python -m derive --layers 20,50,10\n") + len("```\n")
+    block = text[start : text.index("```", start)].splitlines()
+    assert block[0] == "$ python -m derive --layers 20,50,10"
+    (tmp_path / "generated").mkdir()
+    shutil.copy(ROOT / "generated" / "mlp_20_50_10.py", tmp_path / "generated")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--layers", "20,50,10"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    timing = re.compile(r"; \d+\.\d\d s\]")
+    assert [timing.sub("; s]", line) for line in printed] == [
+        timing.sub("; s]", line) for line in block[1:]
+    ]
