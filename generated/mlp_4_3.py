@@ -34,6 +34,7 @@ __all__ = [
     "init_params",
     "load_params",
     "loss",
+    "release_workspaces",
     "save_params",
 ]
 
@@ -277,9 +278,11 @@ def backprop(
 ) -> tuple[float, Params]:
     """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.
 
-    The gradients are new arrays, or are written into ``out`` (arrays shaped
-    and typed like ``params``, C-contiguous), so that a steady-state call
-    allocates nothing.  Intermediates live in a reused workspace.
+    The gradients are new arrays, or are written into ``out`` (writeable,
+    C-contiguous arrays shaped and typed like ``params``, sharing memory with
+    no input and no other output), so that a steady-state call allocates
+    nothing.  Every check runs before anything is written.  Intermediates
+    live in a reused workspace (``release_workspaces`` frees the spares).
 
     NaN or inf in x, y or params propagates into the results; with
     ``check_finite=True`` they raise ``ValueError`` before any work instead.
