@@ -551,7 +551,10 @@ def _fast_fields(derivation: Derivation) -> dict:
         "workspace_targets": _unpack_target(names, " = ws[1]"),
         "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
         "new_grads_literal": tuple_literal(
-            [f"(np.empty(W{layer}.shape, dtype), np.empty(b{layer}.shape, dtype))" for layer in layers],
+            [
+                f"(np.empty(W{layer}.shape, dtype), np.empty(b{layer}.shape, dtype))"
+                for layer in layers
+            ],
             "        out = ",
             "[]",
             "        ",
