@@ -514,6 +514,12 @@ def render(derivation: Derivation, name: str) -> str:
                 "    ",
             ),
             forward=forward_lines(network),
+            loss_forward=forward_lines(network)[: -1 if network.fused else None],
+            target_check=_target_check(loss),
+            activation_names_literal=tuple_literal(
+                [f'"{n}"' for n in accepted_activation_names(network)],
+                "_ACTIVATION_NAMES: tuple[str, ...] = ",
+            ),
             helpers=helpers(network),
             backward=backward_lines(derivation),
             uses_batch=catalog.batch in loss.gradient.free_symbols
@@ -521,6 +527,29 @@ def render(derivation: Derivation, name: str) -> str:
             **_fast_fields(derivation),
         )
     )
+
+
+def _target_check(loss: catalog.LossFunction) -> str:
+    """What the module checks of the targets before it trusts the fused δ_L = Ŷ − Y.
+
+    softmax's derivation uses Σ_k y_k = 1 (``row_sums``); the sigmoid's δ_L holds for
+    any y, but outside [0, 1] the loss is unbounded below (``unit_interval``).
+    """
+    if loss.link is None:
+        return ""
+    return "row_sums" if loss.rowwise else "unit_interval"
+
+
+def accepted_activation_names(network: Network) -> list[str]:
+    """The names ``NN(sizes, activation)`` accepts: as ``--activation`` takes them."""
+    names = [a.name for a in network.activations]
+    chosen = names[:-1] if network.fused else names
+    accepted = [",".join(names)]
+    if chosen:
+        accepted.insert(0, ",".join(chosen))
+        if len(set(chosen)) == 1:
+            accepted.insert(0, chosen[0])
+    return list(dict.fromkeys(accepted))
 
 
 def _unpack_target(names: list[str], rest: str) -> str:
@@ -545,7 +574,10 @@ def _fast_fields(derivation: Derivation) -> dict:
         "workspace_targets": _unpack_target(names, " = ws[1]"),
         "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
         "new_grads_literal": tuple_literal(
-            [f"(np.empty_like(W{layer}), np.empty_like(b{layer}))" for layer in layers],
+            [
+                f"(np.empty(W{layer}.shape, dtype), np.empty(b{layer}.shape, dtype))"
+                for layer in layers
+            ],
             "        out = ",
             "[]",
             "        ",

@@ -35,6 +35,7 @@ __all__ = [
     "init_params",
     "load_params",
     "loss",
+    "release_workspaces",
     "save_params",
 ]
 
@@ -100,6 +101,7 @@ def _diagnose_params(params: Params) -> np.dtype[np.floating]:
         for name, arr, shape in ((f"W{layer}", w, expected_w), (f"b{layer}", b, expected_b)):
             if not isinstance(arr, np.ndarray):
                 raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
+            _refuse_subclass(name, arr)
             if arr.shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
             if arr.dtype not in (np.float32, np.float64):
@@ -113,10 +115,26 @@ def _diagnose_params(params: Params) -> np.dtype[np.floating]:
     return dtype
 
 
+_PLAIN = (np.ndarray, np.memmap)
+"""Array types taken as they are: a memmap only says where the numbers live."""
+
+
+def _refuse_subclass(name: str, arr: np.ndarray) -> None:
+    """Subclasses change what operations mean (a mask ignored, ``*`` as a matrix product)."""
+    kind = type(arr)
+    if kind not in _PLAIN:
+        raise TypeError(
+            f"{name} is a {kind.__module__}.{kind.__name__}, whose semantics this module "
+            "does not follow; pass a plain numpy array (np.asarray, or .filled() for a masked one)"
+        )
+
+
 def _as_batch(name: str, arr: Array, width: int, dtype: np.dtype[np.floating]) -> Array:
     """``arr`` as an (m, width) array of ``dtype``; a 1-d example becomes one row."""
     if type(arr) is np.ndarray and arr.dtype == dtype and arr.ndim == 2 and arr.shape[1] == width:
         return arr
+    if isinstance(arr, np.ndarray):
+        _refuse_subclass(name, arr)
     arr = np.asarray(arr)
     if arr.dtype != dtype:
         if arr.dtype.kind in "iub":
@@ -157,28 +175,78 @@ def save_params(path: str, params: Params) -> None:
 
 
 def load_params(path: str) -> Params:
-    """Read params written by ``save_params``; pickled or malformed files are refused."""
+    """Read params written by ``save_params``; anything else is one ``ValueError``.
+
+    Every member's header (shape, dtype) is checked before its data is read,
+    so a hostile file costs no more memory or time than a valid one.
+    """
     try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as err:
+        with open(path, "rb") as handle:
+            is_zip = handle.read(4) == b"PK\x03\x04"
+    except OSError as err:
         raise ValueError(f"cannot read params from {path!r}: {err}") from err
-    if not hasattr(archive, "files"):
-        raise ValueError(f"{path!r} is not an .npz archive written by save_params")
-    with archive:
-        names = [f"{kind}{layer}" for layer in range(1, len(SIZES)) for kind in "Wb"]
-        missing = [name for name in ["sizes", *names] if name not in archive.files]
-        if missing:
-            raise ValueError(f"{path!r} lacks {', '.join(missing)}; not params of this network")
-        try:
-            sizes = tuple(int(n) for n in archive["sizes"])
-            arrays = {name: archive[name] for name in names}
-        except ValueError as err:
-            raise ValueError(f"cannot read params from {path!r}: {err}") from err
+    if not is_zip:
+        raise ValueError(f"cannot read params from {path!r}: not an .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return _read_params(archive, path)
+    except ValueError as err:
+        if str(err).startswith("cannot read params"):
+            raise
+        raise ValueError(f"cannot read params from {path!r}: {err}") from err
+    except Exception as err:  # a damaged zip or deflate stream, a short read: all one error
+        raise ValueError(f"cannot read params from {path!r}: {type(err).__name__}: {err}") from err
+
+
+def _read_params(archive: np.lib.npyio.NpzFile, path: str) -> Params:
+    """The params in ``archive``, each member's header checked before its data is read."""
+    names = ["sizes", *(f"{kind}{layer}" for layer in range(1, len(SIZES)) for kind in "Wb")]
+    missing = [name for name in names if name not in archive.files]
+    if missing:
+        raise ValueError(
+            f"cannot read params from {path!r}: it lacks {', '.join(missing)}; "
+            "not params of this network"
+        )
+    headers = {name: _member_header(archive, name) for name in names}
+    shape, dtype = headers.pop("sizes")
+    if shape != (len(SIZES),) or dtype.kind not in "iu":
+        raise ValueError(
+            f"cannot read params from {path!r}: sizes must be {len(SIZES)} integers, "
+            f"got {dtype} of shape {shape}"
+        )
+    sizes = tuple(int(n) for n in archive["sizes"])
     if sizes != SIZES:
-        raise ValueError(f"{path!r} holds params for widths {sizes}, this module is {SIZES}")
-    params = [(arrays[f"W{layer}"], arrays[f"b{layer}"]) for layer in range(1, len(SIZES))]
-    _check_params(params)
-    return params
+        raise ValueError(
+            f"cannot read params from {path!r}: it holds params for widths {sizes}, "
+            f"this module is {SIZES}"
+        )
+    first = headers["W1"][1]
+    for (name, (shape, dtype)), expected in zip(headers.items(), _flat_shapes(), strict=True):
+        if shape != expected or dtype not in (np.float32, np.float64) or dtype != first:
+            raise ValueError(
+                f"cannot read params from {path!r}: {name} must be float32 or float64 "
+                f"(as W1) of shape {expected}, got {dtype} of shape {shape}"
+            )
+    return [(archive[f"W{layer}"], archive[f"b{layer}"]) for layer in range(1, len(SIZES))]
+
+
+def _member_header(archive: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the .npy header of ``name``, without reading its data."""
+    assert archive.zip is not None  # an open NpzFile
+    with archive.zip.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"{name} has .npy format version {version}, expected 1.0 or 2.0")
+    return shape, dtype
+
+
+def _flat_shapes() -> list[tuple[int, ...]]:
+    """W1's shape, b1's, W2's, ... in the order ``load_params`` checks them."""
+    return [shape for pair in _SHAPES for shape in pair]
 
 
 def forward(params: Params, x: Array) -> Array:
@@ -195,8 +263,42 @@ def forward(params: Params, x: Array) -> Array:
 
 
 def loss(params: Params, x: Array, y: Array) -> float:
-    """The softmax_cross_entropy loss of the prediction for ``x`` against ``y``."""
-    return backprop(params, x, y)[0]
+    """The softmax_cross_entropy loss of the prediction for ``x`` against ``y`` (no gradients)."""
+    _, x, y = _batch(params, x, y, False)
+    W1, b1 = params[0]
+    W2, b2 = params[1]
+    z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
+    a1 = np.maximum(0, z1)  # f2 = a₁ = a(z₁)
+    z2 = a1 @ W2 + b2  # f3 = z₂ = a₁ W₂ + b₂
+    return float(np.sum(-(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True)) * y))
+
+
+def _batch(params: Params, x: Array, y: Array, check_finite: bool) -> tuple[np.dtype, Array, Array]:
+    """The params' dtype, and x and y as batches, after every check on them."""
+    dtype = _check_params(params)
+    x = _as_batch("x", x, SIZES[0], dtype)
+    y = _as_batch("y", y, SIZES[-1], dtype)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    _check_targets(y)
+    if check_finite:
+        _check_finite(params, x, y)
+    return dtype, x, y
+
+
+def _check_targets(y: Array) -> None:
+    """Every row of y sums to 1, which δ_L = Ŷ − Y assumes (Σ_k y_k = 1 in its derivation).
+
+    The tolerance allows a row rounded entry by entry: n_L ulps, times 16.
+    """
+    sums = y.sum(axis=1)
+    bad = np.abs(sums - 1) > 16 * y.shape[1] * np.finfo(y.dtype).eps
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"row {row} of y sums to {float(sums[row])!r}, not 1; "
+            "softmax_cross_entropy needs each target row to be a distribution"
+        )
 
 
 def backprop(
@@ -204,30 +306,26 @@ def backprop(
 ) -> tuple[float, Params]:
     """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.
 
-    The gradients are new arrays, or are written into ``out`` (arrays shaped
-    and typed like ``params``, C-contiguous), so that a steady-state call
-    allocates nothing.  Intermediates live in a reused workspace.
+    The gradients are new arrays, or are written into ``out`` (writeable,
+    C-contiguous arrays shaped and typed like ``params``, sharing memory with
+    no input and no other output), so that a steady-state call allocates
+    nothing.  Every check runs before anything is written.  Intermediates
+    live in a reused workspace (``release_workspaces`` frees the spares).
 
     NaN or inf in x, y or params propagates into the results; with
     ``check_finite=True`` they raise ``ValueError`` before any work instead.
     """
-    dtype = _check_params(params)
-    x = _as_batch("x", x, SIZES[0], dtype)
-    y = _as_batch("y", y, SIZES[-1], dtype)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
-    if check_finite:
-        _check_finite(params, x, y)
+    dtype, x, y = _batch(params, x, y, check_finite)
     m = x.shape[0]
     W1, b1 = params[0]
     W2, b2 = params[1]
     if out is None:
         out = [
-            (np.empty_like(W1), np.empty_like(b1)),
-            (np.empty_like(W2), np.empty_like(b2)),
+            (np.empty(W1.shape, dtype), np.empty(b1.shape, dtype)),
+            (np.empty(W2.shape, dtype), np.empty(b2.shape, dtype)),
         ]
     else:
-        _check_out(out, dtype)
+        _check_out(out, dtype, params, x, y)
     dW1, db1 = out[0]
     dW2, db2 = out[1]
     ws = _take_workspace(m, dtype)
@@ -261,19 +359,35 @@ def backprop(
     np.dot(x.T, delta1, dW1)
     # ∂L/∂b₁ = 1ᵀ δ₁
     np.dot(ones, delta1, db1)
-    _SPARE.append(ws)
+    if ws[2] and len(_SPARE) < _MAX_SPARES:
+        _SPARE.append(ws)
     return value, out
 
 
 _WORKSPACE_WIDTHS = (32, 32, 32, 32, 10, 10, 10, 10)
 """Widths of the workspace's (m, width) arrays, in the order ``backprop`` unpacks them."""
 
-_SPARE: list[tuple[tuple[int, np.dtype], tuple[Array, ...]]] = []
+Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
+"""((m, dtype), (ones, buffers...), whether to keep it for the next call)."""
+
+_SPARE: list[Workspace] = []
 """Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
 threads calling ``backprop`` at once each hold their own."""
 
+_MAX_SPARES = 4
+"""Spare workspaces kept at most (one per thread that calls at the same time)."""
 
-def _take_workspace(m: int, dtype: np.dtype) -> tuple[tuple[int, np.dtype], tuple[Array, ...]]:
+_MAX_KEPT_BYTES = 32 * 2**20
+"""A workspace larger than this is dropped after the call: a batch that big
+costs far more to compute than to allocate."""
+
+
+def release_workspaces() -> None:
+    """Free the spare workspaces ``backprop`` keeps between calls."""
+    _SPARE.clear()
+
+
+def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
     """A workspace for m rows of ``dtype``: a spare one if it fits, else a new one."""
     try:
         ws = _SPARE.pop()
@@ -281,26 +395,108 @@ def _take_workspace(m: int, dtype: np.dtype) -> tuple[tuple[int, np.dtype], tupl
         ws = None
     if ws is None or ws[0] != (m, dtype):
         buffers = [np.empty((m, n), dtype) for n in _WORKSPACE_WIDTHS]
-        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers))
+        keep = m * (1 + sum(_WORKSPACE_WIDTHS)) * dtype.itemsize <= _MAX_KEPT_BYTES
+        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers), keep)
     return ws
 
 
-def _check_out(out: Params, dtype: np.dtype) -> None:
-    """``out`` must hold C-contiguous arrays of ``dtype`` shaped like ``params``."""
+def _check_out(out: Params, dtype: np.dtype, params: Params, x: Array, y: Array) -> None:
+    """Refuse, before anything is written, an ``out`` that backprop cannot fill correctly.
+
+    Each array must be a writeable, C-contiguous plain ndarray of ``dtype``
+    shaped like its parameter, and no array may overlap another output or
+    an input: writing one gradient would change what the others are
+    computed from.
+    """
     try:
         ok = len(out) == len(_SHAPES) and all(
-            w.shape == w_shape
+            type(w) is np.ndarray
+            and type(b) is np.ndarray
+            and w.shape == w_shape
             and b.shape == b_shape
             and w.dtype == dtype
             and b.dtype == dtype
             and w.flags.c_contiguous
             and b.flags.c_contiguous
+            and w.flags.writeable
+            and b.flags.writeable
             for (w, b), (w_shape, b_shape) in zip(out, _SHAPES, strict=True)
         )
     except (AttributeError, TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"out must be [(dW1, db1), ...]: C-contiguous {dtype} arrays like params")
+        _diagnose_out(out, dtype)
+    if not _surely_apart(out, params, x, y):
+        _diagnose_overlap(out, params, x, y)
+
+
+def _diagnose_out(out: Params, dtype: np.dtype) -> None:
+    """The first problem with ``out``, named, as an error."""
+    if not isinstance(out, (list, tuple)) or len(out) != len(_SHAPES):
+        raise ValueError(f"out must be a list of {len(_SHAPES)} (dW, db) pairs like params")
+    for layer, pair in enumerate(out, start=1):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"out[{layer - 1}] must be a (dW{layer}, db{layer}) pair")
+        names = (f"dW{layer}", f"db{layer}")
+        for name, arr, shape in zip(names, pair, _SHAPES[layer - 1], strict=True):
+            if type(arr) is not np.ndarray:
+                raise ValueError(f"out's {name} must be a numpy array, got {type(arr).__name__}")
+            if arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(
+                    f"out's {name} must be {dtype} of shape {shape}, got {arr.dtype} {arr.shape}"
+                )
+            if not arr.flags.c_contiguous:
+                raise ValueError(f"out's {name} must be C-contiguous (np.ascontiguousarray)")
+            if not arr.flags.writeable:
+                raise ValueError(f"out's {name} is read-only")
+
+
+def _surely_apart(out: Params, params: Params, x: Array, y: Array) -> bool:
+    """True when no output can share memory with another array: the common case, fast.
+
+    Outputs that own their memory are disjoint from each other; an input
+    overlaps one only if it is that array or a view whose base it is.
+    Anything else (views as outputs, inputs viewing other buffers) is left
+    to ``_diagnose_overlap``.
+    """
+    owners = set()
+    for w, b in out:
+        if w.base is not None or b.base is not None:
+            return False
+        owners.add(id(w))
+        owners.add(id(b))
+    if len(owners) != 2 * len(out):
+        return False
+    inputs = [x, y]
+    for w, b in params:
+        inputs += (w, b)
+    for arr in inputs:
+        base = arr.base
+        if id(arr) in owners or (
+            base is not None and (id(base) in owners or getattr(base, "base", 0) is not None)
+        ):
+            return False
+    return True
+
+
+def _diagnose_overlap(out: Params, params: Params, x: Array, y: Array) -> None:
+    """Raise if an output may share memory with another output or an input.
+
+    ``np.may_share_memory`` compares memory bounds: exact for the outputs,
+    which are C-contiguous; for a strided input it may refuse arrays that
+    interleave without touching, never accept ones that overlap.
+    """
+    outputs = [(f"dW{k}", w) for k, (w, _) in enumerate(out, 1)]
+    outputs += [(f"db{k}", b) for k, (_, b) in enumerate(out, 1)]
+    inputs = [("x", x), ("y", y)]
+    inputs += [(f"W{k}", w) for k, (w, _) in enumerate(params, 1)]
+    inputs += [(f"b{k}", b) for k, (_, b) in enumerate(params, 1)]
+    for i, (name, arr) in enumerate(outputs):
+        for other, arr2 in outputs[i + 1 :] + inputs:
+            if np.may_share_memory(arr, arr2):
+                raise ValueError(
+                    f"out's {name} shares memory with {other}; pass separate gradient arrays"
+                )
 
 
 _SHAPES = tuple(((SIZES[k], SIZES[k + 1]), (1, SIZES[k + 1])) for k in range(len(SIZES) - 1))
@@ -310,20 +506,88 @@ _SHAPES = tuple(((SIZES[k], SIZES[k + 1]), (1, SIZES[k + 1])) for k in range(len
 class NN:
     """A drop-in for the seed's ``NN`` class, with the derived backprop.
 
-    ``w`` and ``b`` are lists in layer order; ``backprop`` returns
-    ``(w_grad, b_grad)`` last layer first, as the seed's does.
+    ``NN(sizes, activation, loss)`` as the seed writes it; each may be left
+    out, and each given one must describe this module's network: ``sizes``
+    its widths, ``activation`` and ``loss`` its catalog names, or objects
+    whose ``name`` (else ``__name__``, else class name) is that name, in any
+    case.  Anything else is a ``ValueError`` naming both: this module
+    computes one network only.  ``w`` and ``b`` are lists in layer order;
+    ``backprop`` returns ``(w_grad, b_grad)`` last layer first, as the seed's.
     """
 
-    def __init__(self, seed: int | None = None, dtype: DTypeLike = np.float64) -> None:
+    def __init__(
+        self,
+        sizes: list[int] | tuple[int, ...] | None = None,
+        activation: object = None,
+        loss: object = None,
+        *,
+        seed: int | None = None,
+        dtype: DTypeLike = np.float64,
+    ) -> None:
+        if sizes is not None and _widths(sizes) != SIZES:
+            raise ValueError(
+                f"NN was given sizes {sizes!r}, but this module is the network {list(SIZES)}; "
+                "generate one for those widths with python -m derive --layers"
+            )
+        if activation is not None and _name_of(activation) not in _ACTIVATION_NAMES:
+            raise ValueError(
+                f"NN was given activation {_name_of(activation)!r}, but this module uses "
+                f"{' or '.join(repr(n) for n in _ACTIVATION_NAMES)}"
+            )
+        if loss is not None and _name_of(loss) != LOSS:
+            raise ValueError(f"NN was given loss {_name_of(loss)!r}, but this module uses {LOSS!r}")
         self.sizes = list(SIZES)
         self.num_layers = len(SIZES)
+        self.x_dim = SIZES[0]
+        self.activ = activation if activation is not None else _ACTIVATION_NAMES[0]
+        self.loss = loss if loss is not None else LOSS
         params = init_params(seed, dtype)
         self.w = [w for w, _ in params]
         self.b = [b for _, b in params]
 
-    def forward_pass(self, input: Array) -> Array:
-        return forward(list(zip(self.w, self.b, strict=True)), input)
+    def forward_pass(self, input: Array, classify: bool = False) -> NDArray[np.generic]:
+        """Ŷ for ``input``; with ``classify``, each row's class instead.
+
+        The class is the index of the largest output, or for a single sigmoid
+        output whether it exceeds 1/2.
+        """
+        y_hat = forward(list(zip(self.w, self.b, strict=True)), input)
+        if not classify:
+            return y_hat
+        if SIZES[-1] > 1:
+            labels: NDArray[np.intp] = np.argmax(y_hat, axis=1)
+            return labels
+        if LOSS == "sigmoid_binary_cross_entropy":
+            return (y_hat[:, 0] > 0.5).astype(np.intp)
+        raise ValueError(f"classify needs several outputs or a sigmoid output; this is {LOSS}")
 
     def backprop(self, x: Array, y: Array) -> tuple[list[Array], list[Array]]:
         _, grads = backprop(list(zip(self.w, self.b, strict=True)), x, y)
         return [dw for dw, _ in reversed(grads)], [db for _, db in reversed(grads)]
+
+
+_ACTIVATION_NAMES: tuple[str, ...] = ("relu", "relu,softmax")
+"""The names ``NN`` accepts for this module's activation: the catalog name(s) as
+``--activation`` takes them."""
+
+
+def _name_of(thing: object) -> str:
+    """A name to compare: the string itself, else ``name``, ``__name__`` or the class name."""
+    if isinstance(thing, str):
+        return thing
+    if isinstance(thing, (list, tuple)):
+        return ",".join(_name_of(item) for item in thing)
+    for attribute in ("name", "__name__"):
+        name = getattr(thing, attribute, None)
+        if isinstance(name, str):
+            return name.lower()
+    return type(thing).__name__.lower()
+
+
+def _widths(sizes: object) -> tuple[int, ...] | None:
+    """``sizes`` as a tuple of ints, or None if it is not a sequence of integers."""
+    if not isinstance(sizes, (list, tuple)) or not all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in sizes
+    ):
+        return None
+    return tuple(int(n) for n in sizes)
