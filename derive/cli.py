@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, codegen, files, latex, proof, spec
+from . import __version__, api, codegen, extra_outputs, files, latex, proof, seedcheck, spec
 from .derivation import derive
 from .files import Refused
+from .tools import ToolMissing
 
 
 class UsageError(Exception):
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Derive backpropagation for a fully connected network with SymPy, "
         "prove it exactly, print it as LaTeX and emit a numpy module.",
     )
-    p.add_argument("--layers", required=True, help="layer widths n0,n1,...,nL, e.g. 20,50,10")
+    p.add_argument("--layers", help="layer widths n0,n1,...,nL, e.g. 20,50,10 (required)")
     p.add_argument(
         "--activation", default="tanh", help="one activation, or one per layer (comma list)"
     )
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--latex", action="store_true", help="print the derivation as LaTeX and write nothing"
     )
     p.add_argument("--latex-out", metavar="FILE.tex", help="also write a standalone LaTeX document")
+    p.add_argument(
+        "--graph-out", metavar="FILE", help="also write the graph: .dot, .svg, .png, .pdf"
+    )
+    p.add_argument(
+        "--pdf-out", metavar="FILE.pdf", help="also write the document as PDF (pdflatex)"
+    )
+    p.add_argument(
+        "--seed-check", action="store_true", help="check the seed's own equations and exit"
+    )
+    p.add_argument("--json", action="store_true", help="with --seed-check: print JSON")
     p.add_argument(
         "--check", action="store_true", help="exit 1 with a diff if the module on disk differs"
     )
@@ -72,6 +83,12 @@ def _target(out: str, name: str) -> Path:
 
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.seed_check:
+        return seedcheck.main(as_json_output=args.json)
+    if args.json:
+        raise UsageError("--json goes with --seed-check")
+    if args.layers is None:
+        raise UsageError("the following arguments are required: --layers")
     network = spec.network(args.layers, args.activation, args.loss)
     name = spec.check_module_name(
         codegen.default_module_name(network) if args.name is None else args.name
@@ -79,6 +96,7 @@ def run(argv: list[str] | None) -> int:
     target = _target(args.out, name)
     if args.latex_out is not None and Path(args.latex_out).is_dir():
         raise UsageError(f"--latex-out {args.latex_out!r} is a folder, not a file")
+    extra_outputs.check(args)  # names, folders and needed programs, before any work
 
     derivation = derive(network)
     checks = proof.verify(derivation, end_to_end_depth=args.end_to_end_depth)
@@ -104,9 +122,13 @@ def run(argv: list[str] | None) -> int:
         return 1
 
     source = codegen.render(derivation, name)
+    extras = extra_outputs.render(args, api.Derived(network, name, derivation, checks))
     if args.latex_out is not None:
         files.write_atomic(Path(args.latex_out), latex.document(derivation, checks))
         print(f"wrote {args.latex_out}")
+    for path, content in extras:
+        extra_outputs.write(path, content, force=args.force)
+        print(f"wrote {path}")
     if args.check:
         return _check(target, source)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         return run(argv)
-    except (UsageError, spec.SpecError, Refused) as err:
+    except (UsageError, spec.SpecError, Refused, ToolMissing) as err:
         print(f"derive: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -11,10 +11,10 @@ readable at any depth.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 from .model import Network
+from .tools import need
 
 FORMATS = ("dot", "svg", "png", "pdf")
 SHOWN_LAYERS = 2
@@ -27,8 +27,8 @@ DATA = 'shape=box, style=filled, fillcolor="#e8f0fe"'
 OPERATION = "shape=ellipse"
 
 
-class GraphvizMissing(Exception):
-    """Rendering asked for, but Graphviz's ``dot`` program is not installed."""
+class RenderFailed(Exception):
+    """Graphviz's ``dot`` rejected the graph; the message is its error."""
 
 
 def _sub(text: str | int) -> str:
@@ -131,15 +131,10 @@ def render(dot_text: str, fmt: str) -> bytes:
     """DOT text rendered by Graphviz's ``dot`` to svg, png or pdf bytes."""
     if fmt == "dot":
         return dot_text.encode("utf-8")
-    program = shutil.which("dot")
-    if program is None:
-        raise GraphvizMissing(
-            f"rendering .{fmt} needs Graphviz's `dot` program: install Graphviz "
-            "(e.g. `apt-get install graphviz` or `brew install graphviz`), or write a .dot file"
-        )
+    program = need("dot", f"a .{fmt} graph (a .dot file does not)")
     done = subprocess.run(
         [program, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True, timeout=120
     )
     if done.returncode != 0:
-        raise GraphvizMissing(f"dot failed: {done.stderr.decode(errors='replace').strip()}")
+        raise RenderFailed(f"dot failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout
