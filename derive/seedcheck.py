@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -193,6 +194,11 @@ def relative_names(n: int, letter: str = "n") -> Names:
     return Names(layer, f, "L")
 
 
+def _paren(text: str) -> str:
+    """Parentheses sized to their content: plain ones unless a fraction is inside."""
+    return rf"\left({text}\right)" if r"\frac" in text else f"({text})"
+
+
 def latex(n: Node, names: Names = Names()) -> str:
     """The expression in LaTeX, each product printed with its operator."""
     if isinstance(n, F):
@@ -210,11 +216,11 @@ def latex(n: Node, names: Names = Names()) -> str:
     if isinstance(n, Minus):
         return f"{latex(n.left, names)} - {_operand(n.right, names)}"
     if isinstance(n, Scale):
-        return rf"{n.factor}\left({latex(n.arg, names)}\right)"
+        return f"{n.factor}{_paren(latex(n.arg, names))}"
     if isinstance(n, Act):
-        return rf"a\left({latex(n.arg, names)}\right)"
+        return f"a{_paren(latex(n.arg, names))}"
     if isinstance(n, DAct):
-        return rf"a'\left({latex(n.arg, names)}\right)"
+        return f"a'{_paren(latex(n.arg, names))}"
     if isinstance(n, NormSq):
         return rf"\left\lVert {latex(n.arg, names)} \right\rVert^{{2}}"
     if isinstance(n, SumRows):
@@ -239,7 +245,7 @@ def _chains(child: Node, parent: Prod) -> bool:
 def _operand(n: Node, names: Names) -> str:
     text = latex(n, names)
     atomic = isinstance(n, (F, Z, Param, Grad, Act, DAct, Scale, NormSq, T))
-    return text if atomic else rf"\left({text}\right)"
+    return text if atomic else _paren(text)
 
 
 # --- the seed's network, explicitly --------------------------------------------
@@ -482,7 +488,8 @@ class Verdict:
     seed: str  # the seed's equation, LaTeX
     correct: str  # LaTeX; empty when the verdict is "holds"
     fixed: tuple[Node, Node] = field(repr=False, default=(F(0), F(0)))  # the identity that holds
-    changes: int = 0
+    changes: int = 0  # changes from the written reading; -1 when wrong
+    reading: int = -1  # the index in ``readings`` of the reading that holds; -1 when wrong
     seconds: float = 0.0
 
     def as_json(self) -> dict[str, str]:
@@ -501,6 +508,10 @@ GENERAL_WIDTHS = (3, 2, 4, 2)
 MAX_READINGS = 50_000
 
 
+NETWORKS: dict = {}
+"""The explicit networks, with their gradients, reused by every check in this process."""
+
+
 def _instance_nets(eq: Equation, cache: dict) -> list[tuple[int, Network]]:
     widths = GENERAL_WIDTHS if eq.general else SEED_WIDTHS
     key = (widths, eq.batch)
@@ -516,17 +527,34 @@ def _truth(lhs: Node, net: Network) -> sp.Matrix:
 
 
 def _holds_at(lhs: Node, rhs: Node, net: Network) -> bool:
-    """Decide lhs = rhs on the explicit network (rhs read as WRITTEN says)."""
+    """Decide lhs = rhs on the explicit network (rhs read as WRITTEN says).
+
+    A value at one rational point that differs is a counterexample, so it
+    rejects at once; only a reading that survives it is decided by
+    ``proof.identical`` (expand to 0), which alone can say "holds".
+    """
     truth = _truth(lhs, net)
     if shape(rhs, net) != truth.shape:
         return False
-    return proof.identical(truth, evaluate(rhs, net))[0]
+    claim = evaluate(rhs, net)
+    if _differs_at_a_point(truth, claim):
+        return False
+    return proof.identical(truth, claim)[0]
+
+
+def _differs_at_a_point(lhs: sp.Matrix, rhs: sp.Matrix) -> bool:
+    atoms = proof.Atoms()  # every a(x), Da(x) a free symbol, as the exact decision sees them
+    left, right = lhs.applyfunc(atoms), rhs.applyfunc(atoms)
+    names = sorted(left.free_symbols | right.free_symbols, key=str)
+    rng = random.Random(2026)  # a fixed point: the same verdict path on every run
+    point = {s: sp.Rational(rng.randint(-40, 40), rng.randint(1, 9)) for s in names}
+    return any(sp.expand((a - b).xreplace(point)) != 0 for a, b in zip(left, right, strict=True))
 
 
 def decide(eq: Equation, cache: dict | None = None) -> Verdict:
     """The verdict for one equation, from the engine alone."""
     start = time.perf_counter()
-    cache = {} if cache is None else cache
+    cache = NETWORKS if cache is None else cache
     names = relative_names(eq.at[0], eq.letter) if eq.general else Names()
     instances = []  # (lhs, every reading of rhs, network) at each layer index n
     for n, net in _instance_nets(eq, cache):
@@ -548,13 +576,13 @@ def decide(eq: Equation, cache: dict | None = None) -> Verdict:
             verdict = HOLDS if changes == 0 else REORDERED
             correct = "" if changes == 0 else f"{latex(lhs, names)} = {latex(fixed, names)}"
             seconds = time.perf_counter() - start
-            return Verdict(eq, verdict, seed, correct, (lhs, fixed), changes, seconds)
+            return Verdict(eq, verdict, seed, correct, (lhs, fixed), changes, order, seconds)
     for n, net in _instance_nets(eq, cache):
         if not _holds_at(eq.build(n)[0], derived_identity(eq, n), net):
             raise RuntimeError(f"{eq.what}: derive's own identity failed the engine")
     right = derived_identity(eq)
     correct = f"{latex(lhs, names)} = {latex(right, names)}"
-    return Verdict(eq, WRONG, seed, correct, (lhs, right), -1, time.perf_counter() - start)
+    return Verdict(eq, WRONG, seed, correct, (lhs, right), -1, -1, time.perf_counter() - start)
 
 
 # --- derive's own identity, in the seed's notation ------------------------------
@@ -750,8 +778,7 @@ def seed_equations() -> list[Equation]:
 
 def check(equations: list[Equation] | None = None) -> list[Verdict]:
     """Decide every equation (the seed's, unless others are given)."""
-    cache: dict = {}
-    return [decide(eq, cache) for eq in (seed_equations() if equations is None else equations)]
+    return [decide(eq) for eq in (seed_equations() if equations is None else equations)]
 
 
 # --- output ------------------------------------------------------------------
@@ -802,6 +829,23 @@ def as_json(verdicts: list[Verdict]) -> str:
     return json.dumps([v.as_json() for v in verdicts], ensure_ascii=False, indent=2) + "\n"
 
 
+def _tex_text(text: str) -> str:
+    """A name or note written in Unicode (∂f5/∂b2, Ŷ, z_c, m > 1) as LaTeX text with math."""
+
+    def sub(name: str, index: str) -> str:
+        return f"{name}_{{{index}}}" if index else name
+
+    text = re.sub(
+        r"∂([A-Za-z])_?([0-9a-z]*)/∂([A-Za-z])_?([0-9a-z]*)",
+        lambda m: rf"$\partial {sub(m[1], m[2])}/\partial {sub(m[3], m[4])}$",
+        text,
+    )
+    text = re.sub(r"\bf(\d+)\b", r"$f_{\1}$", text)
+    text = re.sub(r"\b([a-z])_([a-z])\b", r"$\1_{\2}$", text)
+    text = text.replace("Ŷ", r"$\hat{Y}$").replace("m > 1", "$m > 1$")
+    return text
+
+
 def latex_section(verdicts: list[Verdict]) -> str:
     """The section body for the document: each seed equation, its verdict, the fix."""
     words = {
@@ -818,14 +862,15 @@ def latex_section(verdicts: list[Verdict]) -> str:
         "for the same quantity is given.\n",
     ]
     for v in verdicts:
-        what = v.equation.what.replace("_", r"\_")
-        out.append(f"\\paragraph{{{what}}} The seed's\n\\[ {v.seed} \\]\n{words[v.verdict]}")
+        part = f"\\paragraph{{{_tex_text(v.equation.what)}}} The seed's\n\\[ {v.seed} \\]\n"
+        part += words[v.verdict]
         if v.verdict == HOLDS:
-            out.append(".\n")
+            part += ".\n"
         else:
-            out.append(f"{':' if v.verdict == WRONG else '; it reads'}\n\\[ {v.correct} \\]\n")
+            part += f"{':' if v.verdict == WRONG else '; it reads'}\n\\[ {v.correct} \\]\n"
         if v.equation.note:
-            out.append(f"Note: {v.equation.note}.\n")
+            part += f"Note: {_tex_text(v.equation.note)}.\n"
+        out.append(part)
     return "\n".join(out)
 
 
