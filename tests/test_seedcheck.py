@@ -6,12 +6,11 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from derive import seedcheck
+from derive import cli, seedcheck
 from derive.seedcheck import (
     HOLDS,
     REORDERED,
@@ -180,16 +179,10 @@ def test_a_different_loss_is_noticed(monkeypatch):
         seedcheck.decide(eq, {})
 
 
-def test_json_and_table_on_the_command_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "derive", "--seed-check", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+def test_json_on_the_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--seed-check", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
     assert len(rows) == len(seedcheck.seed_equations())
     for row in rows:
         assert row["verdict"] in (HOLDS, REORDERED, WRONG)
