@@ -15,6 +15,8 @@ proof failed: a wrong module is never handed out.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import re
 import shutil
 import types
@@ -84,6 +86,19 @@ class Graph:
         if shutil.which("dot") is None:
             return None  # the notebook shows the DOT text instead
         return self.render("svg").decode("utf-8")
+
+
+class _InMemory(importlib.abc.SourceLoader):
+    """Loads one module from a string: the generated source, never user text."""
+
+    def __init__(self, source: str, path: str) -> None:
+        self.source, self.path = source, path
+
+    def get_filename(self, fullname: str) -> str:
+        return self.path
+
+    def get_data(self, path: str) -> bytes:
+        return self.source.encode("utf-8")
 
 
 class Derived:
@@ -181,11 +196,14 @@ class Derived:
         return self._source
 
     def module(self) -> types.ModuleType:
-        """The generated module, executed in memory (no file is written); cached."""
+        """The generated module, imported from memory (no file written, not put in
+        sys.modules); cached.  The import system runs it, as it would the file."""
         if self._module is None:
-            module = types.ModuleType(self.name)
-            module.__file__ = f"<derive {self.name}>"
-            exec(compile(self.source(), module.__file__, "exec"), module.__dict__)
+            loader = _InMemory(self.source(), f"<derive {self.name}>")
+            found = importlib.util.spec_from_loader(self.name, loader)
+            assert found is not None
+            module = importlib.util.module_from_spec(found)
+            loader.exec_module(module)
             self._module = module
         return self._module
 
