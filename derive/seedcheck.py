@@ -10,7 +10,9 @@ Each equation below is restated in that reading as a small expression tree
 and decided like every identity in ``derive.proof``: explicit non-square
 matrices of symbols, the activation an undefined function, the truth from
 SymPy's scalar ``diff`` of the loss (or the seed's code's forward pass, for
-the composition), and ``expand(lhs - rhs) == 0`` after ``proof.Atoms``.
+the composition), and ``expand(lhs - rhs) == 0`` after ``proof.Atoms``
+(``proof.identical``).  A reading whose two sides differ at one rational
+point is rejected without expanding: that point is a counterexample.
 
 Verdicts:
 
