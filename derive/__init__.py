@@ -1,3 +1,39 @@
-"""derive: backpropagation derived by SymPy, proved exactly, and emitted as numpy code."""
+"""derive: backpropagation derived by SymPy, proved exactly, and emitted as numpy code.
+
+The public API (``derive.derive``, ``derive.seed_check``) lives in ``derive.api`` and is
+imported on first use, so ``import derive`` stays light.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow `import derive`
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .api import Derived
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "derive", "seed_check"]
+
+
+def derive(
+    layers: str | Sequence[int],
+    activation: str | Sequence[str] = "tanh",
+    loss: str = "l2",
+    **options: Any,
+) -> Derived:
+    """Derive and prove backpropagation: ``derive.derive([20, 50, 10], activation="tanh")``.
+
+    Returns a ``derive.api.Derived``; options: ``name``, ``end_to_end_depth``.
+    """
+    from .api import derive as derive_network
+
+    return derive_network(layers, activation, loss, **options)
+
+
+def seed_check() -> list[Any]:
+    """The seed's own equations, each decided by the proof engine."""
+    from .api import seed_check as check
+
+    return check()

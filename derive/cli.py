@@ -14,9 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, catalog, codegen, files, proof, report, spec
+from . import (
+    __version__,
+    api,
+    catalog,
+    codegen,
+    extra_outputs,
+    files,
+    proof,
+    report,
+    seedcheck,
+    spec,
+)
 from .derivation import derive
 from .files import Refused
+from .tools import ToolMissing
 
 
 class UsageError(Exception):
@@ -89,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prove it exactly, print it as LaTeX and emit a numpy module.",
         epilog=_help_epilog(),
     )
-    p.add_argument("--layers", required=True, help="layer widths n0,n1,...,nL, e.g. 20,50,10")
+    p.add_argument("--layers", help="layer widths n0,n1,...,nL, e.g. 20,50,10 (required)")
     p.add_argument(
         "--activation",
         default="tanh",
@@ -105,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the derivation as LaTeX on stdout instead of the report; write nothing",
     )
     p.add_argument("--latex-out", metavar="FILE.tex", help="also write a standalone LaTeX document")
+    p.add_argument(
+        "--graph-out", metavar="FILE", help="also write the graph: .dot, .svg, .png, .pdf"
+    )
+    p.add_argument(
+        "--pdf-out", metavar="FILE.pdf", help="also write the document as PDF (pdflatex)"
+    )
+    p.add_argument(
+        "--seed-check", action="store_true", help="check the seed's own equations and exit"
+    )
+    p.add_argument("--json", action="store_true", help="with --seed-check: print JSON")
     p.add_argument(
         "--check",
         action="store_true",
@@ -128,7 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 NO_EFFECT = {
-    "latex": ("latex_out", "out", "name", "force", "check"),
+    "seed_check": (
+        "layers",
+        "latex",
+        "latex_out",
+        "graph_out",
+        "pdf_out",
+        "out",
+        "name",
+        "force",
+        "check",
+    ),
+    "json": (),
+    "latex": ("latex_out", "graph_out", "pdf_out", "out", "name", "force", "check"),
     "check": ("force",),
 }
 """Options that have no effect next to another; together they are bad usage, never ignored."""
@@ -160,6 +194,12 @@ def _target(out: str, name: str) -> Path:
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _check_combination(args)
+    if args.seed_check:
+        return seedcheck.main(as_json_output=args.json)
+    if args.json:
+        raise UsageError("--json goes with --seed-check")
+    if args.layers is None:
+        raise UsageError("the following arguments are required: --layers")
     network = spec.network(args.layers, args.activation, args.loss)
     name = spec.check_module_name(
         codegen.default_module_name(network) if args.name is None else args.name
@@ -177,6 +217,7 @@ def run(argv: list[str] | None) -> int:
         )
     if args.latex_out is not None:
         outputs.append(files.Output(Path(args.latex_out), "--latex-out", command))
+    outputs += extra_outputs.outputs(args, command)  # --graph-out, --pdf-out
     if not args.check:
         files.check(outputs, force=args.force)  # a refused run does no work and writes nothing
     if network.depth <= args.end_to_end_depth:
@@ -210,13 +251,14 @@ def run(argv: list[str] | None) -> int:
         )
         return 1
 
-    def latex_document() -> str:
-        from . import latex  # only runs that print LaTeX pay for its import
-
-        return latex.document(derivation, checks, command)
-
-    texts = {"module": lambda: codegen.render(derivation, name), "--latex-out": latex_document}
-    outputs = [replace(o, text=texts[o.label]()) for o in outputs]
+    derived = api.Derived(network, name, derivation, checks)
+    makers = {"module": derived.source, "--latex-out": derived.document}
+    outputs = [
+        replace(
+            o, text=makers[o.label]() if o.label in makers else extra_outputs.content(o, derived)
+        )
+        for o in outputs
+    ]
     if args.check:
         return _check(outputs)
     changed = files.write(outputs, force=args.force)
@@ -233,6 +275,9 @@ def _check(outputs: list[files.Output]) -> int:
                 f"derive: {out.path} does not exist; run without --check to generate it",
                 file=sys.stderr,
             )
+            continue
+        if isinstance(out.text, bytes):
+            print(f"derive: {out.path} differs from what derive generates now", file=sys.stderr)
             continue
         text = current.decode("utf-8", errors="replace")
         if text.replace("\r\n", "\n") == out.text and text != out.text:
@@ -258,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         return run(argv)
-    except (UsageError, spec.SpecError, Refused) as err:
+    except (UsageError, spec.SpecError, Refused, ToolMissing) as err:
         print(f"derive: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -1,0 +1,140 @@
+"""The computational graph f_0 … f_{2L+1} as Graphviz DOT text, and its rendering.
+
+The DOT text is written here, deterministically (no graphviz package
+needed); only turning it into .svg, .png or .pdf needs Graphviz's ``dot``
+program.  Forward flow is drawn in solid black; the backward flow of
+δ_l = ∂L/∂z_l and of the parameter gradients in dashed red, so the two
+directions of backpropagation read apart.  Deep networks show their first
+and last layers and one node for the repeated middle, so the picture stays
+readable at any depth.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from .model import Network
+from .tools import need
+
+FORMATS = ("dot", "svg", "png", "pdf")
+SHOWN_LAYERS = 2
+"""Layers drawn at each end of a network deeper than 2 * SHOWN_LAYERS + 1."""
+
+_SUB = str.maketrans("0123456789-", "₀₁₂₃₄₅₆₇₈₉₋")
+BACKWARD = 'color="#c0392b", fontcolor="#c0392b", style=dashed, constraint=false'
+PARAMETER = 'shape=box, style="rounded,filled", fillcolor="#fff4d6"'
+DATA = 'shape=box, style=filled, fillcolor="#e8f0fe"'
+OPERATION = "shape=ellipse"
+
+
+class RenderFailed(Exception):
+    """Graphviz's ``dot`` rejected the graph; the message is its error."""
+
+
+def _sub(text: str | int) -> str:
+    return str(text).translate(_SUB)
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def shown_layers(depth: int, keep: int = SHOWN_LAYERS) -> list[int]:
+    """The layers drawn: all of them, or the first and last ``keep``."""
+    if depth <= 2 * keep + 1:
+        return list(range(1, depth + 1))
+    return [*range(1, keep + 1), *range(depth - keep + 1, depth + 1)]
+
+
+def dot(network: Network, title: str = "", header: str = "") -> str:
+    """The graph as DOT text; ``header`` is a first comment line (``#`` lines are ignored by dot)."""
+    n, depth = network.sizes, network.depth
+    layers = shown_layers(depth)
+    lines = [f"# {header}"] if header else []
+    lines += [
+        "digraph derive {",
+        '  graph [rankdir=LR, fontname="Helvetica", nodesep=0.25, ranksep=0.35, '
+        f"labelloc=t, label={_q(title or network_title(network))}];",
+        '  node [fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+        f"  f0 [{DATA}, label={_q(f'f₀ = X{chr(10)}m × {n[0]}')}];",
+    ]
+    previous = "f0"
+    for position, layer in enumerate(layers):
+        if position and layer != layers[position - 1] + 1:  # the elided middle
+            first, last = layers[position - 1] + 1, layer - 1
+            lines.append(
+                f"  elided [shape=note, label="
+                f"{_q(f'layers {first} … {last}{chr(10)}the same pattern:{chr(10)}z = a W + b, a = act(z)')}];"
+            )
+            lines.append(f"  {previous} -> elided;")
+            back = f"f{2 * (first - 1) - 1}"
+            lines.append(f'  elided -> {back} [label="δ{_sub(first - 1)}", {BACKWARD}];')
+            previous = "elided"
+        z, a = f"f{2 * layer - 1}", f"f{2 * layer}"
+        below = "f₀" if layer == 1 else f"a{_sub(layer - 1)}"
+        act = network.activation(layer).name
+        lines += [
+            f"  W{layer} [{PARAMETER}, label={_q(f'W{_sub(layer)}{chr(10)}{n[layer - 1]} × {n[layer]}')}];",
+            f"  b{layer} [{PARAMETER}, label={_q(f'b{_sub(layer)}{chr(10)}1 × {n[layer]}')}];",
+            f"  {z} [{OPERATION}, label="
+            f"{_q(f'f{_sub(2 * layer - 1)} = z{_sub(layer)}{chr(10)}{below} W{_sub(layer)} + b{_sub(layer)}')}];",
+            f"  {a} [{OPERATION}, label="
+            f"{_q(f'f{_sub(2 * layer)} = a{_sub(layer)}{chr(10)}{act}(z{_sub(layer)})')}];",
+            f"  {previous} -> {z};",
+            f"  W{layer} -> {z};",
+            f"  b{layer} -> {z};",
+            f"  {z} -> {a};",
+            f'  {z} -> W{layer} [label="∂L/∂W{_sub(layer)}", {BACKWARD}];',
+            f'  {z} -> b{layer} [label="∂L/∂b{_sub(layer)}", {BACKWARD}];',
+        ]
+        if layer > 1:
+            back = "elided" if previous == "elided" else f"f{2 * layer - 3}"
+            lines.append(f'  {z} -> {back} [label="δ{_sub(layer - 1)}", {BACKWARD}];')
+        previous = a
+    top, last_z = 2 * depth + 1, f"f{2 * depth - 1}"
+    loss_in = last_z if network.fused else f"f{2 * depth}"
+    lines += [
+        f"  Y [{DATA}, label={_q(f'Y{chr(10)}m × {n[-1]}')}];",
+        f"  f{top} [{OPERATION}, style=bold, label="
+        f"{_q(f'f{_sub(top)} = L{chr(10)}{network.loss.name}')}];",
+        f"  {loss_in} -> f{top};"
+        + ("  # the fused loss reads the logits" if network.fused else ""),
+        f"  Y -> f{top};",
+        f'  f{top} -> {last_z} [label="δ{_sub(depth)}", {BACKWARD}];',
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def network_title(network: Network) -> str:
+    acts = ", ".join(dict.fromkeys(a.name for a in network.activations))
+    n = network.sizes
+    widths = "–".join(map(str, n)) if len(n) <= 8 else f"{n[0]}–{n[1]}–…–{n[-1]}"
+    if len(n) > 8:
+        widths += f" ({network.depth} layers)"
+    return (
+        f"{widths} network, {acts}, {network.loss.name} loss: "
+        "forward (solid), backward δ and gradients (dashed red)"
+    )
+
+
+def format_of(path: str) -> str:
+    """The output format named by a file's extension; ValueError for any other."""
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if suffix not in FORMATS:
+        raise ValueError(f"--graph-out {path!r}: the name must end in .dot, .svg, .png or .pdf")
+    return suffix
+
+
+def render(dot_text: str, fmt: str) -> bytes:
+    """DOT text rendered by Graphviz's ``dot`` to svg, png or pdf bytes."""
+    if fmt == "dot":
+        return dot_text.encode("utf-8")
+    program = need("dot", f"a .{fmt} graph (a .dot file does not)")
+    done = subprocess.run(
+        [program, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise RenderFailed(f"dot failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
