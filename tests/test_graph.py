@@ -88,3 +88,10 @@ def test_dot_accepts_the_text_with_its_header():
     done = subprocess.run(["dot", "-Tcanon"], input=text.encode(), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert not done.stderr  # no warnings either
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot")
+def test_a_pdf_graph_does_not_record_the_clock(monkeypatch):
+    first = graph.render("digraph { a -> b }", "pdf")
+    assert b"/CreationDate (D:0000" in first
+    assert graph.render("digraph { a -> b }", "pdf") == first
