@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__, codegen, files, latex, proof, spec
+from .backends import array_api
 from .derivation import derive
 from .files import Refused
+
+TARGETS = {"numpy": codegen.render, array_api.TARGET: array_api.render}
+"""The module each ``--target`` emits, by name."""
 
 
 class UsageError(Exception):
@@ -38,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--activation", default="tanh", help="one activation, or one per layer (comma list)"
     )
     p.add_argument("--loss", default="l2", help="the loss (default l2, the seed's)")
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="numpy",
+        help="numpy (default), or array-api: one module for numpy, torch, JAX, CuPy, Dask",
+    )
     p.add_argument("--out", default="generated", help="folder for the module (default: generated)")
     p.add_argument("--name", help="module name (default: mlp_<widths>)")
     p.add_argument(
@@ -103,7 +113,7 @@ def run(argv: list[str] | None) -> int:
         )
         return 1
 
-    source = codegen.render(derivation, name)
+    source = TARGETS[args.target](derivation, name)
     if args.latex_out is not None:
         files.write_atomic(Path(args.latex_out), latex.document(derivation, checks))
         print(f"wrote {args.latex_out}")
