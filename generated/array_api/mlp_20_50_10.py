@@ -70,7 +70,7 @@ def init_params(
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     rng = np.random.default_rng(seed)
-    params = []
+    params: Params = []
     for layer in range(1, len(SIZES)):
         n_in, n_out = SIZES[layer - 1], SIZES[layer]
         w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)

@@ -82,6 +82,7 @@ def render(derivation: Derivation, name: str) -> str:
             loss_name=loss.name,
             loss_code=loss_code,
             forward=forward,
+            loss_forward=forward[:-1] if network.fused else forward,  # a fused loss reads z_L
             backward=backward,
             helpers=helpers,
             uses_logsumexp=any("_logsumexp(" in code for code in everything),
