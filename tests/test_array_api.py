@@ -388,8 +388,15 @@ def test_generated_code_passes_mypy_strict_and_ruff(tmp_path):
     render_array_api(tmp_path, "6,5,4", "gelu", "softmax_cross_entropy")  # helpers, logsumexp
     paths = [*map(str, tmp_path.glob("*.py")), *map(str, GENERATED)]
     mypy = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports=skip"]
-        + paths,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--follow-imports=skip",
+            *paths,
+        ],
         capture_output=True,
         text=True,
     )
