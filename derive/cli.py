@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,9 +27,31 @@ from . import (
     seedcheck,
     spec,
 )
-from .derivation import derive
+from .derivation import Derivation, derive
 from .files import Refused
+from .model import Network
 from .tools import ToolMissing
+
+TARGETS = ("numpy", "array-api")
+"""What ``--target`` accepts: the numpy module (default), or the array API module."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """How a target names, renders and files its module."""
+
+    render: Callable[[Derivation, str], str]
+    spec_command: Callable[[Network], str]
+    folder: str
+
+
+def target(name: str) -> Target:
+    """The target called ``name``; a backend is imported only when it is used."""
+    if name == "numpy":
+        return Target(codegen.render, codegen.spec_command, "generated")
+    from .backends import array_api
+
+    return Target(array_api.render, array_api.spec_command, "generated/array_api")
 
 
 class UsageError(Exception):
@@ -109,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one activation for every layer, or one per layer (comma list); default tanh",
     )
     p.add_argument("--loss", default="l2", metavar="NAME", help="the loss (default l2, the seed's)")
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="numpy",
+        help="numpy (default), or array-api: one module for numpy, torch, JAX, CuPy, Dask "
+        "(default folder generated/array_api)",
+    )
     p.add_argument("--out", help="folder for the module (default: generated)")
     p.add_argument("--name", help="module name (default: mlp_<widths>)")
     p.add_argument(
@@ -205,13 +235,14 @@ def run(argv: list[str] | None) -> int:
         codegen.default_module_name(network) if args.name is None else args.name
     )
     command = codegen.spec_command(network)
+    backend = target(args.target)
     outputs: list[files.Output] = []
     if not args.latex:
         outputs.append(
             files.Output(
-                _target("generated" if args.out is None else args.out, name),
+                _target(backend.folder if args.out is None else args.out, name),
                 "module",
-                command,
+                backend.spec_command(network),
                 create_folder=True,
             )
         )
@@ -252,7 +283,10 @@ def run(argv: list[str] | None) -> int:
         return 1
 
     derived = api.Derived(network, name, derivation, checks)
-    makers = {"module": derived.source, "--latex-out": derived.document}
+    makers = {
+        "module": lambda: backend.render(derivation, name),
+        "--latex-out": derived.document,
+    }
     outputs = [
         replace(
             o, text=makers[o.label]() if o.label in makers else extra_outputs.content(o, derived)

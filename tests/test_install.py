@@ -52,3 +52,13 @@ def test_pip_install_then_run_from_another_directory(tmp_path):
     ).stdout.split()
     assert Path(where[0]).is_relative_to(env_dir), where
     assert int(where[1]) > 0
+    array_api = subprocess.run(  # the array API backend's template ships too
+        [python, "-m", "derive", "--layers", "4,3", "--target", "array-api", "--out", "aa"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert array_api.returncode == 0, array_api.stderr
+    assert "array_api_compat" in (work / "aa" / "mlp_4_3.py").read_text()

@@ -1,0 +1,1 @@
+"""Code generation targets other than the default numpy module, one package each."""
