@@ -249,7 +249,8 @@ def _check_layout(
     tmp_path, layers: str, activation: str, loss: str, max_pages: int, end_to_end: int = 3
 ) -> None:
     derivation = derive(spec.network(layers, activation, loss))
-    text = latex.document(derivation, proof.verify(derivation, end_to_end_depth=end_to_end))
+    checks = proof.verify(derivation, end_to_end_depth=end_to_end)
+    text = latex.document(derivation, checks, codegen.spec_command(derivation.network))
     assert "\\allowdisplaybreaks" in text  # long displays may break across pages
     pages, hboxes, vboxes = layout_problems(_compile(tmp_path, text))
     assert 0 < pages <= max_pages and not hboxes and vboxes == 0, (pages, hboxes, vboxes)
