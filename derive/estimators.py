@@ -14,9 +14,6 @@ loss (biases are not penalised).  It is not part of the proved derivation.
 
 from __future__ import annotations
 
-import functools
-import importlib.abc
-import importlib.util
 import warnings
 from types import ModuleType
 from typing import Any
@@ -32,50 +29,10 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("derive's estimators need scikit-learn: pip install 'derive[train]'") from err
 
-from . import codegen, proof, spec
-from .derivation import derive
+from . import _build
 
 _ACTIVATION_NAMES = {"logistic": "sigmoid"}
 """scikit-learn's activation names that derive spells differently."""
-
-
-class _InMemoryLoader(importlib.abc.SourceLoader):
-    """Loads a module from source text that derive rendered (never from user text)."""
-
-    def __init__(self, name: str, source: str) -> None:
-        self._name, self._source = name, source
-
-    def get_filename(self, fullname: str) -> str:
-        return f"<derive {self._name}>"
-
-    def get_data(self, path: str) -> bytes:
-        return self._source.encode("utf-8")
-
-
-def _load_module(name: str, source: str) -> ModuleType:
-    """A module object for ``source``, not registered in ``sys.modules``."""
-    loader = _InMemoryLoader(name, source)
-    module_spec = importlib.util.spec_from_loader(name, loader)
-    assert module_spec is not None
-    module = importlib.util.module_from_spec(module_spec)
-    loader.exec_module(module)
-    return module
-
-
-@functools.lru_cache(maxsize=64)
-def _network_module(sizes: tuple[int, ...], activation: str, loss: str) -> ModuleType:
-    """Derive, prove, render and load the module for one specification (cached).
-
-    The lead will switch this to the public in-memory API (``derive.api``).
-    """
-    network = spec.network(",".join(map(str, sizes)), activation, loss)
-    derivation = derive(network)
-    failed = [c for c in proof.verify(derivation) if not c.ok]
-    if failed:
-        names = ", ".join(c.name for c in failed)
-        raise RuntimeError(f"derive could not prove the network {sizes}: {names}")
-    name = codegen.default_module_name(network)
-    return _load_module(name, codegen.render(derivation, name))
 
 
 class _BaseMLP(BaseEstimator):  # type: ignore[misc]
@@ -147,7 +104,8 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
 
     def _module(self, n_in: int, n_out: int) -> ModuleType:
         sizes = (n_in, *self._hidden(), n_out)
-        return _network_module(sizes, self._activations(len(sizes) - 1), self._loss)
+        layers = ",".join(map(str, sizes))
+        return _build.network_module(layers, self._activations(len(sizes) - 1), self._loss)
 
     def _optimizer(self, module: ModuleType, params: list, batch: int) -> Any:
         decay = float(self.alpha) / batch
