@@ -25,7 +25,12 @@ try:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
     from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_array, check_is_fitted, check_random_state, check_X_y
+    from sklearn.utils.validation import check_is_fitted, check_random_state, column_or_1d
+
+    try:
+        from sklearn.utils.validation import validate_data
+    except ImportError:  # scikit-learn < 1.6
+        validate_data = None
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("derive's estimators need scikit-learn: pip install 'derive[train]'") from err
 
@@ -134,9 +139,11 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
         raise ValueError(f"solver must be 'adam', 'sgd', 'adamw' or 'rmsprop', got {self.solver!r}")
 
     def _fit(self, x: np.ndarray, y: np.ndarray) -> _BaseMLP:
-        x, y = check_X_y(x, y, dtype=np.float64, multi_output=True, y_numeric=False)
+        if validate_data is not None:
+            x, y = validate_data(self, x, y, dtype=np.float64, multi_output=True)
+        else:  # pragma: no cover - old scikit-learn
+            x, y = self._validate_data(x, y, dtype=np.float64, multi_output=True)
         targets, n_out = self._targets(y)
-        self.n_features_in_ = x.shape[1]
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -202,11 +209,10 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "params_")
-        x = check_array(x, dtype=np.float64)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {x.shape[1]} features, but this estimator was fitted with {self.n_features_in_}"
-            )
+        if validate_data is not None:
+            x = validate_data(self, x, dtype=np.float64, reset=False)
+        else:  # pragma: no cover - old scikit-learn
+            x = self._validate_data(x, dtype=np.float64, reset=False)
         module = self._module(self.n_features_in_, self.n_outputs_)
         return np.asarray(module.forward(self.params_, x))
 
@@ -260,12 +266,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):  # type: ignore[misc]
         return act  # the fused loss fixes the output layer (softmax)
 
     def _targets(self, y: np.ndarray) -> tuple[np.ndarray, int]:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         if y.ndim != 1:
             raise ValueError(f"MLPClassifier takes one label per row, got y of shape {y.shape}")
         check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"MLPClassifier needs at least 2 classes, got {len(self.classes_)}")
+            raise ValueError(
+                f"MLPClassifier needs at least 2 classes, got {len(self.classes_)} class"
+            )
         return encoded.astype(np.int64), len(self.classes_)
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
@@ -277,13 +287,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):  # type: ignore[misc]
         return self._forward(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.classes_[np.argmax(self._forward(X), axis=1)])
+        proba = self._forward(X)
+        return np.asarray(self.classes_[np.argmax(proba, axis=1)])
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):  # type: ignore[misc]
     """A multilayer perceptron regressor: squared error over a derived network, linear output."""
 
     _loss = "l2"
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y of shape (m, k) trains k outputs
+        return tags
 
     def _activations(self, depth: int) -> str:
         act = _ACTIVATION_NAMES.get(self.activation, self.activation)

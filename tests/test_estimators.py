@@ -141,7 +141,7 @@ def test_scikit_learn_estimator_checks():
     from sklearn.utils.estimator_checks import check_estimator
 
     for estimator in (
-        derive.MLPClassifier((5,), max_iter=20, random_state=0),
-        derive.MLPRegressor((5,), max_iter=20, random_state=0),
+        derive.MLPClassifier((10,), learning_rate_init=0.01, max_iter=200, random_state=0),
+        derive.MLPRegressor((10,), learning_rate_init=0.01, max_iter=200, random_state=0),
     ):
-        check_estimator(estimator)
+        check_estimator(estimator)  # every check scikit-learn has
