@@ -145,3 +145,19 @@ def test_scikit_learn_estimator_checks():
         derive.MLPRegressor((10,), learning_rate_init=0.01, max_iter=200, random_state=0),
     ):
         check_estimator(estimator)  # every check scikit-learn has
+
+
+def test_readme_estimators_example_runs(tmp_path):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("\n## Estimators\n")) + len("```python\n")
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", text[start : text.index("```", start)]],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mlpclassifier__learning_rate_init" in result.stdout
+    assert float(result.stdout.split()[-1]) > 0.9

@@ -480,3 +480,25 @@ def test_bad_optimizer_settings():
         m.SGD(params, nesterov=True)
     with pytest.raises(ValueError, match="beta2 must be in"):
         m.Adam(params, beta2=1.0)
+
+
+def readme_block(section: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index(f"\n## {section}\n")) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_training_example_runs(tmp_path):
+    pytest.importorskip("sklearn")
+    result = subprocess.run(
+        [sys.executable, "-c", readme_block("Training")],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    accuracy, score, error = (float(line) for line in result.stdout.split())
+    assert accuracy == score >= 0.96 and error < 1e-3
+    assert (tmp_path / "ckpt.npz").is_file()
