@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .api import Derived
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "derive", "seed_check"]
+__all__ = ["MLPClassifier", "MLPRegressor", "__version__", "derive", "seed_check"]
 
 
 def derive(
@@ -37,3 +37,12 @@ def seed_check() -> list[Any]:
     from .api import seed_check as check
 
     return check()
+
+
+def __getattr__(name: str) -> object:
+    """The estimators load on first use, so ``import derive`` needs no scikit-learn."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'derive' has no attribute {name!r}")

@@ -335,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # the report is Unicode math; never crash on it
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["train"]:  # see derive/train_cli.py
+        from . import train_cli
+
+        return train_cli.main((sys.argv[1:] if argv is None else argv)[1:])
     try:
         return run(argv)
     except (UsageError, spec.SpecError, Refused, ToolMissing) as err:

@@ -1,0 +1,163 @@
+"""derive.MLPClassifier and derive.MLPRegressor follow scikit-learn's conventions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.base import clone
+from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import derive
+from derive import _build
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def iris():
+    x, y = load_iris(return_X_y=True)
+    return x, np.array(["setosa", "versicolor", "virginica"])[y]
+
+
+def test_import_derive_does_not_import_sklearn():
+    code = "import sys, derive; print('sklearn' in sys.modules, 'derive.estimators' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_classifier_fits_string_labels_and_predicts_them():
+    x, y = iris()
+    clf = derive.MLPClassifier(
+        (8,), activation="tanh", batch_size=16, learning_rate_init=0.01, max_iter=80, random_state=0
+    )
+    clf.fit(x, y)
+    assert list(clf.classes_) == ["setosa", "versicolor", "virginica"]
+    assert clf.n_features_in_ == 4 and clf.n_iter_ <= 80
+    assert set(clf.predict(x)) <= set(clf.classes_)
+    proba = clf.predict_proba(x)
+    assert proba.shape == (150, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    assert clf.score(x, y) > 0.9
+    assert [w.shape for w in clf.coefs_] == [(4, 8), (8, 3)]
+
+
+def test_same_random_state_same_model():
+    x, y = iris()
+    a = derive.MLPClassifier((5,), max_iter=5, random_state=3).fit(x, y)
+    b = derive.MLPClassifier((5,), max_iter=5, random_state=3).fit(x, y)
+    c = derive.MLPClassifier((5,), max_iter=5, random_state=4).fit(x, y)
+    assert all(np.array_equal(p, q) for p, q in zip(a.coefs_, b.coefs_, strict=True))
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+def test_clone_and_params():
+    clf = derive.MLPClassifier((7, 3), solver="sgd", alpha=0.01)
+    twin = clone(clf)
+    assert twin.get_params() == clf.get_params()
+    assert twin.set_params(max_iter=3).max_iter == 3
+    assert not hasattr(twin, "classes_")
+
+
+def test_pipeline_cross_val_and_grid_search_derive_each_network_once():
+    x, y = iris()
+    model = derive.MLPClassifier(
+        (6,), batch_size=16, learning_rate_init=0.01, max_iter=30, random_state=0
+    )
+    pipe = make_pipeline(StandardScaler(), model)
+    assert cross_val_score(pipe, x, y, cv=3).mean() > 0.8
+    before = _build.network_module.cache_info()
+    grid = GridSearchCV(
+        derive.MLPClassifier(max_iter=10, random_state=0),
+        {"hidden_layer_sizes": [(4,), (9,)], "learning_rate_init": [0.001, 0.01]},
+        cv=3,
+    ).fit(x, y)
+    after = _build.network_module.cache_info()
+    assert after.misses - before.misses <= 2  # two widths, eight fits plus the refit
+    assert after.hits - before.hits >= 10
+    assert grid.best_params_["hidden_layer_sizes"] in [(4,), (9,)]
+
+
+def test_early_stopping_keeps_the_best_validation_params():
+    x, y = iris()
+    clf = derive.MLPClassifier(
+        (8,), max_iter=300, early_stopping=True, n_iter_no_change=5, random_state=0
+    ).fit(x, y)
+    assert clf.n_iter_ < 300
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_regressor_scores_r2():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.standard_normal(200)
+    reg = derive.MLPRegressor((16,), learning_rate_init=0.01, max_iter=100, random_state=0)
+    reg.fit(x, y)
+    assert reg.predict(x).shape == (200,)
+    assert reg.score(x, y) > 0.95
+    two = derive.MLPRegressor((4,), max_iter=5, random_state=0).fit(x, np.column_stack([y, y]))
+    assert two.predict(x).shape == (200, 2)
+
+
+def test_bad_settings_are_clear_errors():
+    x, y = iris()
+    with pytest.raises(ValueError, match="solver must be"):
+        derive.MLPClassifier(solver="lbfgs", max_iter=1).fit(x, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be positive ints"):
+        derive.MLPClassifier(hidden_layer_sizes=(0,)).fit(x, y)
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        derive.MLPClassifier(learning_rate_init=-1.0, max_iter=1).fit(x, y)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        derive.MLPClassifier(max_iter=1).fit(x, np.zeros(150))
+    with pytest.raises(ValueError, match="NaN"):
+        derive.MLPClassifier(max_iter=1).fit(np.full((150, 4), np.nan), y)
+
+
+@pytest.mark.slow
+def test_scikit_learn_estimator_checks():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    for estimator in (
+        derive.MLPClassifier((10,), learning_rate_init=0.01, max_iter=200, random_state=0),
+        derive.MLPRegressor((10,), learning_rate_init=0.01, max_iter=200, random_state=0),
+    ):
+        check_estimator(estimator)  # every check scikit-learn has
+
+
+def test_readme_estimators_example_runs(tmp_path):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("\n## Estimators\n")) + len("```python\n")
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", text[start : text.index("```", start)]],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mlpclassifier__learning_rate_init" in result.stdout
+    assert float(result.stdout.split()[-1]) > 0.9

@@ -1,0 +1,80 @@
+"""``python -m derive train``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from derive import _build, cli
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(["train", *args, "--quiet"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_trains_a_csv_file_and_saves_params_and_a_plot(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 3, 90)
+    x = rng.standard_normal((90, 2)) + np.eye(3, 2)[label] * 3
+    table = np.column_stack([label, x])
+    data = tmp_path / "blobs.csv"
+    np.savetxt(data, table, delimiter=",", header="kind,a,b", comments="")
+    code, out, err = run(
+        capsys,
+        *("--data", str(data), "--label-column", "kind", "--layers", "2,6,3", "--epochs", "15"),
+        *("--lr", "0.01", "--save", str(tmp_path / "p.npz"), "--plot", str(tmp_path / "c.svg")),
+    )
+    assert code == 0, err
+    assert "72 train / 18 test" in out  # stratified 80/20
+    test_accuracy = float(out.split("test : loss ")[1].split("accuracy ")[1].split()[0])
+    assert test_accuracy > 0.8
+    assert "trained 15 epochs in" in out
+    module = _build.network_module("2,6,3", "relu", "softmax_cross_entropy")
+    params, optimizer = module.load_checkpoint(str(tmp_path / "p.npz"))
+    assert params[0][0].shape == (2, 6)
+    assert optimizer.name == "adam" and optimizer.steps == 15 * 3
+    assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_npz_regression_data(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 3))
+    np.savez(tmp_path / "d.npz", x=x, y=x @ np.array([1.0, 2.0, -1.0]))
+    code, out, err = run(
+        capsys, "--data", str(tmp_path / "d.npz"), "--layers", "3,4,1", "--loss", "mse"
+    )
+    assert code == 0, err
+    assert "R² " in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "64,32,9"], "it has 64 features and 10 classes; use --layers 64,32,10"),
+        (["--layers", "60,10"], "use --layers 64,10"),
+        (["--layers", "64,10", "--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
+        (["--layers", "64,10", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--layers", "64,10", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--layers", "64,10", "--optimizer", "adagrad"], "--optimizer 'adagrad' is unknown"),
+        (["--layers", "64,10", "--plot", "c.pdf"], "--plot 'c.pdf' must end in .png or .svg"),
+        (["--layers", "64,10", "--activation", "relux"], "relux"),
+        (["--layers", "64,,10"], "layers"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(capsys, args, message):
+    code, out, err = run(capsys, "--data", "digits", *args)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err, err
+    assert "derived and proved" not in out  # checked before any work
+
+
+def test_missing_data_file(capsys, tmp_path):
+    code, _, err = run(capsys, "--data", str(tmp_path / "none.csv"), "--layers", "2,2")
+    assert code == 2 and "does not exist" in err
+
+
+def test_the_derive_command_still_works(capsys, tmp_path):
+    assert cli.main(["--layers", "2,2", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "mlp_2_2.py").is_file()
