@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
-import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
-from . import _build, spec
+from . import _build, codegen, files, spec
 
 DATASETS = {
     "digits": "load_digits",
@@ -71,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--save", metavar="PARAMS.npz", help="write the trained params and optimizer")
     p.add_argument("--plot", metavar="CURVE.png|.svg", help="plot loss and accuracy per epoch")
+    p.add_argument(
+        "--force", action="store_true", help="replace a --save or --plot file derive did not write"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -188,24 +190,11 @@ def _scale(kind: str, train: np.ndarray, *others: np.ndarray) -> list[np.ndarray
     return [(a - shift) / spread for a in (train, *others)]
 
 
-def _write_output(path: Path, write: Any) -> None:
-    """Write a binary output atomically (temp file in the folder, then ``os.replace``).
-
-    A local stand-in for derive/files.py's write path, which writes text only
-    today; the lead will swap this for the general write path.
-    """
+def _bytes(write: Any) -> bytes:
+    """What ``write(file)`` writes, in memory."""
     buffer = io.BytesIO()
     write(buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return buffer.getvalue()
 
 
 def run(argv: list[str]) -> int:
@@ -242,7 +231,15 @@ def run(argv: list[str]) -> int:
     if regression and "," not in activation:  # hidden activation, linear output
         activation = ",".join([activation] * (len(sizes) - 2) + ["identity"])
     network = spec.network(args.layers, activation, loss)  # usage errors before the proof
-    del network
+    command = (
+        f"python -m derive train {codegen.spec_command(network).removeprefix('python -m derive ')}"
+    )
+    outputs = [
+        files.Output(Path(path), label, command)
+        for label, path in (("--save", args.save), ("--plot", args.plot))
+        if path
+    ]
+    files.check(outputs, force=args.force)  # a refused run trains nothing and writes nothing
 
     train, test = split(
         targets if not regression else np.zeros(len(x)), args.test_size, args.seed, not regression
@@ -297,12 +294,13 @@ def run(argv: list[str]) -> int:
     print(
         f"trained {epochs} epochs in {seconds:.2f} s ({1000 * seconds / max(epochs, 1):.1f} ms/epoch)"
     )
-    if args.save:
-        _write_output(Path(args.save), lambda f: module.save_checkpoint(f, params, optimizer))
-        print(f"wrote {args.save}")
-    if args.plot:
-        _plot(Path(args.plot), history)
-        print(f"wrote {args.plot}")
+    made = {
+        "--save": lambda: _bytes(lambda f: module.save_checkpoint(f, params, optimizer)),
+        "--plot": lambda: _plot(Path(str(args.plot)), history),
+    }
+    outputs = [replace(o, text=files.stamp(made[o.label](), command)) for o in outputs]
+    for out, wrote in zip(outputs, files.write(outputs, force=args.force), strict=True):
+        print(f"{'wrote' if wrote else 'unchanged'} {out.path}")
     return 0
 
 
@@ -320,7 +318,7 @@ def _progress(epochs: int) -> Any:
     return tqdm(total=epochs, desc="epochs", unit="epoch", file=sys.stderr, dynamic_ncols=True)
 
 
-def _plot(path: Path, history: dict[str, list[float]]) -> None:
+def _plot(path: Path, history: dict[str, list[float]]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -340,14 +338,19 @@ def _plot(path: Path, history: dict[str, list[float]]) -> None:
     if "accuracy" in history:
         acc_ax.legend()
     fig.tight_layout()
-    _write_output(path, lambda f: fig.savefig(f, format=path.suffix.lower()[1:]))
+    data = _bytes(lambda f: fig.savefig(f, format=path.suffix.lower()[1:], metadata=_NO_DATE))
     plt.close(fig)
+    return data
+
+
+_NO_DATE: dict[str, Any] = {"Date": None}
+"""The same history plots to the same bytes: matplotlib records no date."""
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
-    except (UsageError, spec.SpecError) as err:
+    except (UsageError, spec.SpecError, files.Refused) as err:
         print(f"derive train: error: {err}", file=sys.stderr)
         return 2
     except _build.NotProved as err:

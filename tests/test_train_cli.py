@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from derive import _build, cli
+from derive import _build, cli, files
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -78,3 +78,21 @@ def test_missing_data_file(capsys, tmp_path):
 def test_the_derive_command_still_works(capsys, tmp_path):
     assert cli.main(["--layers", "2,2", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "mlp_2_2.py").is_file()
+
+
+def test_outputs_go_through_the_write_path(capsys, tmp_path, monkeypatch):
+    """--save and --plot carry derive's marker; a file derive did not write is refused
+    before any training, and a rerun of the same run leaves identical files alone."""
+    monkeypatch.chdir(tmp_path)
+    args = ("--data", "iris", "--layers", "4,5,3", "--epochs", "2", "--save", "p.npz")
+    code, out, err = run(capsys, *args, "--plot", "c.png")
+    assert code == 0, err
+    for name in ("p.npz", "c.png"):
+        recorded = files.recorded_spec(files._marker_text(tmp_path / name))
+        assert recorded is not None and recorded.startswith("python -m derive train --layers 4,5,3")
+    code, out, err = run(capsys, *args, "--plot", "c.png")
+    assert code == 0 and "unchanged p.npz" in out and "unchanged c.png" in out, err
+    (tmp_path / "mine.png").write_bytes(b"\x89PNG\r\n\x1a\nmine")
+    code, out, err = run(capsys, *args, "--plot", "mine.png")
+    assert code == 2 and "not written by derive" in err and "trained" not in out
+    assert (tmp_path / "mine.png").read_bytes() == b"\x89PNG\r\n\x1a\nmine"
