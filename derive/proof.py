@@ -667,6 +667,13 @@ END_TO_END_DEPTH = 30
 over a prime field (benchmarks/bench_proof.py: depth 8 about 0.5 s, 30 about 2 s quiet)."""
 
 
+def _sum_of_shards(network: Network) -> Check:
+    """The sum-of-shards lemma for this network's loss (0.1-0.6 s, any depth)."""
+    from .shards import check_sum_of_shards  # shards imports this module
+
+    return check_sum_of_shards(network.loss)
+
+
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
@@ -681,6 +688,7 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
     for act in dict.fromkeys(network.activations):
         checks.append(check_activation(act))
     checks.append(check_loss(network.loss))
+    checks.append(_sum_of_shards(network))
     if network.depth <= end_to_end_depth:
         checks.append(check_end_to_end(derivation))
     else:
