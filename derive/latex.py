@@ -867,6 +867,8 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             "This catches what a layer-by-layer proof could miss, such as a wrong layer index "
             "or a missing transpose between layers.",
         )
+    if name == "sum of shards":
+        return explain_sum_of_shards(check, network)
     return escape(name), escape(f"{check.statement} ({check.method})")
 
 
@@ -883,10 +885,76 @@ def verification(checks: list[Check], network: Network) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the sum of shards and the seed's equations ----------------------------------------
+
+
+def sum_of_shards_section(network: Network) -> str:
+    """The sum-of-shards lemma, for summed and for mean losses (checked in ``verify``)."""
+    from .shards import weights
+
+    def names(mean: bool) -> str:
+        chosen = [
+            rf"\texttt{{{escape(n)}}}"
+            for n, loss in catalog.LOSSES.items()
+            if (weights(loss, (1, 1))[0] != 1) == mean
+        ]
+        return ", ".join(chosen)
+
+    mean = weights(network.loss, (1, 1))[0] != 1
+    return (
+        "\\section*{Gradients over row shards}\n"
+        f"Split the $m$ rows of a batch into shards of $m_1 + \\dots + m_K = m$ rows, and let "
+        f"${LOSS}_k$ be the loss the same code computes on shard $k$ alone. Each row's "
+        "prediction depends on the parameters and that row only, and the loss is a sum over "
+        "rows times a factor that depends on $m$ only, so for every parameter $\\theta$\n"
+        "\\begin{gather*}\n"
+        f"\\frac{{\\partial {LOSS}}}{{\\partial \\theta}} = \\sum_{{k=1}}^{{K}} "
+        f"\\frac{{\\partial {LOSS}_k}}{{\\partial \\theta}} "
+        "\\quad\\text{for a summed loss,} \\\\\n"
+        f"\\frac{{\\partial {LOSS}}}{{\\partial \\theta}} = \\sum_{{k=1}}^{{K}} \\frac{{m_k}}{{m}} "
+        f"\\frac{{\\partial {LOSS}_k}}{{\\partial \\theta}} "
+        "\\quad\\text{for a mean loss.}\n"
+        "\\end{gather*}\n"
+        f"The summed losses are {names(False)}; the mean loss is {names(True)}. "
+        f"This network's loss, \\texttt{{{escape(network.loss.name)}}}, is a {'mean' if mean else 'summed'} "
+        "one. The lemma is what lets "
+        "row-chunked data (a Dask array) or several machines give the full-batch gradient; "
+        "it is proved for this loss below.\n"
+    )
+
+
+def explain_sum_of_shards(check: Check, network: Network) -> tuple[str, str]:
+    """The reader's sentence for ``shards.check_sum_of_shards``."""
+    size = _sizes(r"over (\d+) rows and over shards of ([\d, ]+) rows", check.method)
+    rows = f"{size[0]} rows" if size else "a batch"
+    parts = size[1].split(", ") if size else []
+    shards = f"shards of {', '.join(parts[:-1])} and {parts[-1]} rows" if size else "shards"
+    return (
+        "Gradients over row shards",
+        f"SymPy differentiated the {escape(network.loss.name)} loss of {rows}, every entry of "
+        r"the prediction an arbitrary function of a parameter $\theta$, and the weighted sum of "
+        f"the derivatives of the same loss over {shards}; the difference simplified to "
+        "exactly 0. The shards have unequal sizes, so a wrong weighting cannot cancel out.",
+    )
+
+
+_SEED_VERDICTS: list = []
+
+
+def seed_check_section() -> str:
+    """The seed's equations decided by the engine (about 3 s, once per process)."""
+    from . import seedcheck
+
+    if not _SEED_VERDICTS:
+        _SEED_VERDICTS.extend(seedcheck.check())
+    return "\\section*{The seed's equations, checked}\n" + seedcheck.latex_section(_SEED_VERDICTS)
+
+
 # --- the document ----------------------------------------------------------------------
 
 
-def document_body(derivation: Derivation, checks: list[Check]) -> str:
+def document_body(derivation: Derivation, checks: list[Check], seed_check: bool = False) -> str:
+    """The document's sections; ``seed_check`` adds the seed's equations, checked (about 3 s)."""
     network = derivation.network
     parts = [
         "\\section*{The network}\n",
@@ -907,14 +975,20 @@ def document_body(derivation: Derivation, checks: list[Check]) -> str:
         general_identities(network),
         "For this network:\n",
         layer_identities(derivation),
+        sum_of_shards_section(network),
         "\\section*{What was verified}\n",
         verification(checks, network),
     ]
+    parts += [seed_check_section()] if seed_check else []
     return sized_parens("".join(parts))
 
 
-def document(derivation: Derivation, checks: list[Check], command: str) -> str:
-    """A standalone document; its first line records ``command``, the command that made it."""
+def document(
+    derivation: Derivation, checks: list[Check], command: str, seed_check: bool = True
+) -> str:
+    """A standalone document; its first line records ``command``, the command that made it.
+
+    It includes the seed's equations, checked, unless ``seed_check`` is False."""
     return (
         f"% Generated by `{command}` (derive {__version__}). Do not edit: regenerate instead.\n"
         "\\documentclass{article}\n"
@@ -924,5 +998,7 @@ def document(derivation: Derivation, checks: list[Check], command: str) -> str:
         # derive's marker inside the PDF too (files.py reads it), for pdfTeX only.
         f"\\ifdefined\\pdfinfo\\pdfinfo{{/Subject (Generated by `{command}`)}}\\fi\n"
         f"\\title{{{title(derivation.network)}}}\n\\date{{}}\n"
-        "\\begin{document}\n\\maketitle\n" + document_body(derivation, checks) + "\\end{document}\n"
+        "\\begin{document}\n\\maketitle\n"
+        + document_body(derivation, checks, seed_check)
+        + "\\end{document}\n"
     )

@@ -38,8 +38,8 @@ def weights(loss: LossFunction, sizes: tuple[int, ...]) -> list[sp.Rational]:
 
 def statement(loss: LossFunction) -> str:
     mean = batch in loss.scale.free_symbols
-    weight = "m_k/m" if mean else "1"
-    return f"∂L/∂θ = Σ_k {weight} · ∂L_k/∂θ over row shards of sizes m_1 + ... + m_K = m"
+    weight = "m_k/m · " if mean else ""
+    return f"∂L/∂θ = Σ_k {weight}∂L_k/∂θ over row shards of sizes m_1 + ... + m_K = m"
 
 
 def check_sum_of_shards(

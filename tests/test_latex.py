@@ -7,8 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+import sympy as sp
 
-from derive import catalog, codegen, latex, proof, spec
+from derive import catalog, codegen, latex, proof, seedcheck, shards, spec
 from derive.derivation import derive
 
 FORBIDDEN = ["Lambda", "ArrayContraction", "\\mapsto", "Subs", "Derivative", "_xi", "Dummy"]
@@ -280,3 +281,35 @@ def test_depth_200_compiles_without_overfull_boxes(tmp_path):
     per_layer = ",".join(acts + ["tanh"] * (199 - len(acts)) + ["softmax"])
     _check_layout(tmp_path, widths(200, 784), per_layer, "softmax_cross_entropy", max_pages=10)
     _check_layout(tmp_path, ",".join(["784"] + ["50"] * 199 + ["10"]), "tanh", "l2", 10)
+
+
+def test_document_includes_the_seed_check_and_the_body_only_on_request():
+    derivation = derive(spec.network("4,3"))
+    checks = proof.verify(derivation, end_to_end_depth=0)
+    heading = r"\section*{The seed's equations, checked}"
+    command = codegen.spec_command(derivation.network)
+    assert heading in latex.document(derivation, checks, command)
+    assert heading not in latex.document(derivation, checks, command, seed_check=False)
+    assert heading not in latex.document_body(derivation, checks)
+    body = latex.document_body(derivation, checks, seed_check=True)
+    section = body[body.index(heading) :]
+    # every verdict the engine gave is printed, in the engine's order
+    verdicts = seedcheck.check()
+    assert section.count(r"\paragraph{") == len(verdicts)
+    assert section.count("wrong; the correct identity is") == sum(
+        v.verdict == seedcheck.WRONG for v in verdicts
+    )
+
+
+@pytest.mark.parametrize(("loss", "kind"), [("l2", "summed"), ("mse", "mean")])
+def test_sum_of_shards_section_names_the_networks_weighting(loss, kind):
+    text = latex.sum_of_shards_section(spec.network("4,3", "tanh", loss))
+    assert r"\frac{m_k}{m}" in text and rf"\texttt{{{loss}}}, is a {kind} one" in text
+
+
+def test_sum_of_shards_failure_is_printed_as_failed():
+    """Negative control: a wrong weighting's failed check reaches the document as FAILED."""
+    network = spec.network("4,3", "tanh", "mse")
+    bad = shards.check_sum_of_shards(network.loss, [sp.Integer(1)] * len(shards.SHARDS))
+    text = latex.verification([bad], network)
+    assert r"\textbf{Gradients over row shards} (FAILED" in text

@@ -87,7 +87,7 @@ def test_mypy_catches_a_type_error(tmp_path):
 
 
 def test_project_code_is_linted_and_formatted():
-    folders = [str(ROOT / name) for name in ("derive", "tests", "benchmarks")]
+    folders = [str(ROOT / name) for name in ("derive", "tests", "benchmarks", "docs")]
     lint = _ruff("check", "--no-cache", *folders)
     assert lint.returncode == 0, lint.stdout
     fmt = _ruff("format", "--check", "--no-cache", *folders)
