@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from derive import codegen, spec
+from derive import naming, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +30,9 @@ def load_module(path: Path, name: str | None = None):
 def generate(tmp_path: Path, layers: str, activation: str = "tanh", loss: str = "l2"):
     """Render a module for the spec into tmp_path and import it."""
     network = spec.network(layers, activation, loss)
-    name = codegen.default_module_name(network)
+    name = naming.default_module_name(network)
     path = tmp_path / f"{name}.py"
-    path.write_text(codegen.render(derive(network), name), encoding="utf-8")
+    path.write_text(numpy_module.render(derive(network), name), encoding="utf-8")
     return load_module(path)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from derive import cli, codegen, latex, proof, spec
+from derive import cli, latex, naming, proof, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +34,9 @@ def header_command(path: Path) -> list[str]:
 def regenerate(path: Path) -> str:
     args = cli.build_parser().parse_args(header_command(path))
     network = spec.network(args.layers, args.activation, args.loss)
-    name = args.name or codegen.default_module_name(network)
+    name = args.name or naming.default_module_name(network)
     assert name == path.stem, f"{path.name} header names module {name}"
-    return codegen.render(derive(network), name)
+    return numpy_module.render(derive(network), name)
 
 
 def test_generated_folder_is_not_empty():

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from derive import catalog, codegen, latex, proof, spec
+from derive import catalog, latex, naming, proof, spec
 from derive.derivation import derive
 
 FORBIDDEN = ["Lambda", "ArrayContraction", "\\mapsto", "Subs", "Derivative", "_xi", "Dummy"]
@@ -26,7 +26,7 @@ def _document(layers: str, activation: str = "tanh", loss: str = "l2") -> str:
     return latex.document(
         derivation,
         proof.verify(derivation, end_to_end_depth=3),
-        codegen.spec_command(derivation.network),
+        naming.spec_command(derivation.network),
     )
 
 
@@ -250,7 +250,7 @@ def _check_layout(
 ) -> None:
     derivation = derive(spec.network(layers, activation, loss))
     checks = proof.verify(derivation, end_to_end_depth=end_to_end)
-    text = latex.document(derivation, checks, codegen.spec_command(derivation.network))
+    text = latex.document(derivation, checks, naming.spec_command(derivation.network))
     assert "\\allowdisplaybreaks" in text  # long displays may break across pages
     pages, hboxes, vboxes = layout_problems(_compile(tmp_path, text))
     assert 0 < pages <= max_pages and not hboxes and vboxes == 0, (pages, hboxes, vboxes)

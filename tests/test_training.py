@@ -1,4 +1,4 @@
-"""The training runtime every generated module includes (templates/training.py)."""
+"""The training runtime every generated module includes (derive/backends/numpy/templates/training.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from derive import _build
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAINING = ROOT / "templates" / "training.py"
+TRAINING = ROOT / "derive" / "backends" / "numpy" / "templates" / "training.py"
 
 
 def module(layers: str, activation: str = "tanh", loss: str = "l2"):

@@ -8,15 +8,10 @@ from importlib import resources
 import jinja2
 
 from ... import __version__, catalog
-from ...codegen import (
-    LINE_LENGTH,
-    command_line,
-    default_module_name,
-    header_line,
-    tuple_literal,
-)
 from ...derivation import Derivation
 from ...model import Network
+from ...naming import command_line, default_module_name
+from ..python_source import LINE_LENGTH, header_line, tuple_literal
 from . import printer
 
 TEMPLATE = "module.py.jinja"
