@@ -6,6 +6,7 @@ or dict iteration), so the same input gives byte-identical files.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -49,6 +50,18 @@ def template_source(name: str) -> str:
     return resources.files(__package__).joinpath(TEMPLATES, name).read_text(encoding="utf-8")
 
 
+RUNTIME = "runtime.py"
+"""The static runtime the template includes section by section."""
+
+_SECTION = re.compile(r"^# ---- runtime: (\w+) ----\n", re.M)
+
+
+def runtime_sections() -> dict[str, str]:
+    """``runtime.py``'s sections by name, each from its marker line to the next, verbatim."""
+    _, *named = _SECTION.split(template_source(RUNTIME))
+    return {name: body.rstrip("\n") for name, body in zip(named[::2], named[1::2], strict=True)}
+
+
 def render(derivation: Derivation, name: str) -> str:
     """The generated module's source."""
     network = derivation.network
@@ -58,6 +71,7 @@ def render(derivation: Derivation, name: str) -> str:
         .get_template(TEMPLATE)
         .render(
             version=__version__,
+            runtime=runtime_sections(),
             header=header_line(command_line(network, name)),
             loss_doc=textwrap.fill(
                 f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
