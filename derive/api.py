@@ -28,10 +28,10 @@ from typing import Any
 from . import files, naming, proof, spec
 from . import graph as graph_module
 from .backends.numpy import module as numpy_module
+from .check import Check
 from .derivation import Derivation
 from .derivation import derive as derive_identities
 from .model import Network
-from .proof import Check
 
 
 class ProofFailed(RuntimeError):
@@ -51,9 +51,7 @@ class CheckResult:
 
 
 def _verdict(check: Check) -> str:
-    if not check.ok:
-        return "failed"
-    return "skipped" if check.detail == "skipped" else "proved"
+    return check.status.value
 
 
 def _text(value: str | Sequence[Any], what: str) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import (
-    __version__,
     api,
     backends,
     catalog,
@@ -30,6 +29,7 @@ from . import (
 from .derivation import derive
 from .files import Refused
 from .tools import ToolMissing
+from .version import __version__
 
 TARGETS = backends.NAMES
 """What ``--target`` accepts: the numpy module (default), or the array API module."""

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from . import __version__, catalog, model
+from . import catalog, model
+from .check import Check, Status
 from .derivation import ONE, Derivation, backward, output_lemma_chain, pull, step_lemma_chain
 from .expr import (
     Activate,
@@ -38,7 +39,7 @@ from .expr import (
     substitute,
 )
 from .model import Network
-from .proof import Check
+from .version import __version__
 
 LOSS = r"\mathcal{L}"
 """The loss's symbol; L is the depth."""
@@ -850,7 +851,7 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             "derivatives.",
         )
     if name == "end to end":
-        if check.detail == "skipped":
+        if check.status is Status.SKIPPED:
             return (
                 "The whole network at once",
                 f"Not run for {network.depth} layers (raise "
@@ -874,10 +875,10 @@ def verification(checks: list[Check], network: Network) -> str:
     lines = [PROOF_NOT_TEST + "\n\\begin{itemize}"]
     for c in checks:
         heading, sentence = explain(c, network)
-        if not c.ok:
+        if c.status is Status.FAILED:
             mark = f"FAILED: {escape(c.detail)}" if c.detail else "FAILED"
         else:
-            mark = "skipped" if c.detail == "skipped" else "proved"
+            mark = c.status.value
         lines.append(rf"\item \textbf{{{heading}}} ({mark}). {sentence}")
     lines.append("\\end{itemize}")
     return "\n".join(lines) + "\n"

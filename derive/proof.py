@@ -42,6 +42,7 @@ from .catalog import (
     target,
     z,
 )
+from .check import Check
 from .derivation import Derivation, backward, output_lemma_chain, step_lemma_chain
 from .expr import (
     Activate,
@@ -58,20 +59,9 @@ from .expr import (
 )
 from .model import Network
 from .report import plain
+from .symbolic_widths import check_step_lemma_symbolic
 
 Env = dict[Var, sp.Matrix]
-
-
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one verification."""
-
-    name: str  # what was verified, e.g. "step lemma"
-    statement: str  # the identity, in plain text
-    method: str  # how it was verified
-    ok: bool
-    seconds: float
-    detail: str = ""  # why it failed, or what was skipped
 
 
 # --- explicit evaluation -----------------------------------------------------
@@ -670,7 +660,6 @@ over a prime field (benchmarks/bench_proof.py: depth 8 about 0.5 s, 30 about 2 s
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
-    from .symbolic_widths import check_step_lemma_symbolic
 
     checks = [
         check_output_lemma(network),
@@ -692,7 +681,7 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
                 "every depth is covered by the lemmas and the induction",
                 True,
                 0.0,
-                "skipped",
+                skipped=True,
             )
         )
     return checks

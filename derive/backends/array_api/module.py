@@ -7,10 +7,11 @@ from importlib import resources
 
 import jinja2
 
-from ... import __version__, catalog
+from ... import catalog
 from ...derivation import Derivation
 from ...model import Network
 from ...naming import command_line, default_module_name
+from ...version import __version__
 from ..python_source import LINE_LENGTH, header_line, tuple_literal
 from . import printer
 

@@ -11,10 +11,11 @@ import textwrap
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from ... import __version__, catalog
+from ... import catalog
 from ...derivation import Derivation
 from ...model import Network
 from ...naming import command_line, default_module_name, spec_command
+from ...version import __version__
 from ..python_source import LINE_LENGTH, MatrixText, formatted, header_line, tuple_literal
 from . import planner
 from .printer import NumpyCode, forward_lines, helpers
