@@ -15,7 +15,9 @@ def _module_name(path: Path, root: Path) -> str:
 
 def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
     """Module → the derive modules it imports, anywhere in its body (function-level too)."""
-    paths = {_module_name(p, root): p for p in root.rglob("*.py") if (p.parent / "__init__.py").exists()}
+    paths = {
+        _module_name(p, root): p for p in root.rglob("*.py") if (p.parent / "__init__.py").exists()
+    }
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
