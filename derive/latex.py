@@ -143,10 +143,6 @@ def abbreviate(*exprs: sp.Expr) -> tuple[list[sp.Expr], sp.Expr | None]:
     return [e.subs(inner, U) for e in exprs], inner
 
 
-INCOMING = Var("G")
-"""The gradient arriving from the left when a local chain-rule factor is printed."""
-
-
 class MatrixLatex:
     """Prints matrix-level expression trees.
 
@@ -528,7 +524,7 @@ def _local(pr: MatrixLatex, step: model.Step, wrt: Var, factor: str) -> str:
     if step.target == model.LOSS:
         pull(step.expr, ONE, into)
         return rf"{factor} &= {pr(into[wrt][0])}"
-    pull(step.expr, INCOMING, into)
+    pull(step.expr, model.INCOMING, into)
     return rf"G\,{factor} &= {pr(into[wrt][0])}"
 
 
@@ -622,7 +618,7 @@ def factor_table(network: Network) -> str:
     ]
     for factor, step, var in kinds:
         into: dict[Var, list[Expr]] = {}
-        pull(step.expr, INCOMING, into)
+        pull(step.expr, model.INCOMING, into)
         g = _shape(step.target, names, ("", ""))
         result = _shape(into[var][0], names, g)
         rows.append(
@@ -679,7 +675,7 @@ def general_identities(network: Network) -> str:
     pr_base = MatrixLatex(network, index=lambda k: names.get(k, str(k)))
     lemma = backward(*step_lemma_chain(2))
     pr = _generic_printer(network, {2: "l", 1: "l-1"})
-    rename = {Var("G"): model.delta(2)}
+    rename = {model.INCOMING: model.delta(2)}
     rows = [rf"\delta_L &= {pr_base(base)}"]
     if network.depth >= 2:
         rows.append(

@@ -40,7 +40,6 @@ from .catalog import (
     same,
     stable,
     target,
-    z,
 )
 from .check import Check
 from .derivation import Derivation, backward, output_lemma_chain, step_lemma_chain
@@ -115,23 +114,6 @@ def generic_semantics(loss: LossFunction) -> Semantics:
         lambda layer: generic_activation(layer)[1],
         loss,
     )
-
-
-def concrete_semantics(network: Network) -> Semantics:
-    """The network's own activations, with a' as the generated code computes it."""
-
-    def fn(layer: int) -> Callable[[sp.Expr], sp.Expr]:
-        act = network.activation(layer)
-        return lambda arg: act.definition.subs(z, arg)
-
-    def derivative(layer: int) -> Callable[[sp.Expr], sp.Expr]:
-        act = network.activation(layer)
-        rewrite = act.derivative_from_output
-        if rewrite is None:
-            return lambda arg: act.derivative.subs(z, arg)
-        return lambda arg: rewrite.subs(A, act.definition).subs(z, arg)  # z may sit in a condition
-
-    return Semantics(fn, derivative, network.loss)
 
 
 def _broadcast(left: sp.Matrix, right: sp.Matrix) -> sp.Matrix:

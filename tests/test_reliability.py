@@ -187,7 +187,6 @@ def test_non_array_params_are_a_type_error(mlp):
 
 # --- fuzzing the command line ---------------------------------------------------
 
-VALID_OPTIONS = ["--layers", "--activation", "--loss", "--out", "--name", "--latex", "--check"]
 junk = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 
 
