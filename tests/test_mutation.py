@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import reference
-from conftest import load_module
+from helpers import load_module
 
 from derive import derivation, model, proof, spec
 from derive.backends.numpy import module as numpy_module
