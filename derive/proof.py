@@ -220,10 +220,10 @@ class Atoms:
     """
 
     def __init__(self) -> None:
-        self._symbols: dict[tuple, sp.Symbol] = {}
+        self._symbols: dict[tuple[object, ...], sp.Symbol] = {}
         self._cache: dict[sp.Basic, sp.Basic] = {}
 
-    def _symbol(self, key: tuple) -> sp.Symbol:
+    def _symbol(self, key: tuple[object, ...]) -> sp.Symbol:
         if key not in self._symbols:
             self._symbols[key] = sp.Symbol(f"_atom{len(self._symbols)}")
         return self._symbols[key]
@@ -235,7 +235,9 @@ class Atoms:
         self._cache[expr] = result
         return result
 
-    def _partial(self, applied: sp.Basic, var: sp.Basic, point: dict) -> sp.Symbol:
+    def _partial(
+        self, applied: sp.Basic, var: sp.Basic, point: dict[sp.Basic, sp.Basic]
+    ) -> sp.Symbol:
         if not isinstance(applied, AppliedUndef):
             raise TypeError(f"unexpected derivative of {applied}")
         args = applied.args

@@ -121,7 +121,7 @@ def _equal_any(candidates: list[sp.Expr], rhs: sp.Expr) -> bool:
     return any(d == 0 for d in differences) or any(sp.simplify(d) == 0 for d in differences)
 
 
-def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int = 2):
+def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int = 2) -> Check:
     """Σ_{i,j} G_ij ∂(z_l)_ij/∂θ_rs equals the claimed formula's entry (r, s), all widths."""
     start = time.perf_counter()
     steps, seeds = step_lemma_chain(layer)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
+from typing import TypeVar
 
 import sympy as sp
 
 from .activations import ACTIVATIONS, PARAMETRIC, Activation
 from .losses import LOSSES, LossFunction
 from .numbers import PARAMETER_DIGITS, PARAMETER_RANGE, UnknownName, decimal
+
+T = TypeVar("T")
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -46,7 +50,7 @@ def _parameter(name: str, what: str, text: str) -> sp.Rational:
     return value
 
 
-def _lookup(table: dict, kind: str, name: str):
+def _lookup(table: Mapping[str, T], kind: str, name: str) -> T:
     if name in table:
         return table[name]
     near = difflib.get_close_matches(name, list(table), n=1, cutoff=0.5)

@@ -32,5 +32,5 @@ class LogSumExp(sp.Function):
     nargs = 1
     is_real = True
 
-    def _eval_rewrite_as_log(self, row, **kwargs):
+    def _eval_rewrite_as_log(self, row: sp.IndexedBase, **kwargs: object) -> sp.Expr:
         return sp.log(sp.Sum(sp.exp(row[j]), (j, 1, outputs)))

@@ -147,7 +147,7 @@ def _unpack_target(names: list[str], rest: str) -> str:
     return "(\n" + "".join(f"        {name},\n" for name in names) + "    )"
 
 
-def _fast_fields(derivation: Derivation) -> dict:
+def _fast_fields(derivation: Derivation) -> dict[str, object]:
     """Template fields of the in-place ``backprop`` (see ``planner``)."""
     network = derivation.network
     plan = planner.plan(derivation, NumpyCode(network), MatrixText(network))
