@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from derive import codegen, spec
+from derive import naming, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 
 
@@ -52,9 +53,9 @@ CONFIGS = {
 def generate(sizes: tuple[int, ...], folder: Path):
     """Generate (without the proof, which the CLI runs) and import the module for ``sizes``."""
     network = spec.network(",".join(map(str, sizes)))
-    name = codegen.default_module_name(network)
+    name = naming.default_module_name(network)
     path = folder / f"{name}.py"
-    path.write_text(codegen.render(derive(network), name), encoding="utf-8")
+    path.write_text(numpy_module.render(derive(network), name), encoding="utf-8")
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

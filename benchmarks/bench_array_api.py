@@ -24,8 +24,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from bench import CONFIGS, LoadWatch, blas_info, limit_threads, measure  # noqa: E402
 
-from derive import codegen, spec  # noqa: E402
+from derive import naming, spec  # noqa: E402
 from derive.backends import array_api  # noqa: E402
+from derive.backends.numpy import module as numpy_module  # noqa: E402
 from derive.derivation import derive  # noqa: E402
 
 
@@ -40,9 +41,9 @@ def modules(sizes: tuple[int, ...], folder: Path):
     """(array API module, numpy target module) for ``sizes``, tanh and l2."""
     network = spec.network(",".join(map(str, sizes)))
     derivation = derive(network)
-    name = codegen.default_module_name(network)
+    name = naming.default_module_name(network)
     (folder / f"aa_{name}.py").write_text(array_api.render(derivation, name), encoding="utf-8")
-    (folder / f"np_{name}.py").write_text(codegen.render(derivation, name), encoding="utf-8")
+    (folder / f"np_{name}.py").write_text(numpy_module.render(derivation, name), encoding="utf-8")
     return load(folder / f"aa_{name}.py"), load(folder / f"np_{name}.py")
 
 

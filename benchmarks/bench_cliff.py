@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from derive import codegen, spec
+from derive import naming, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
@@ -33,9 +34,9 @@ M_MMAP_THRESHOLD = -3
 
 def generate(sizes: tuple[int, ...], folder: Path):
     network = spec.network(",".join(map(str, sizes)))
-    name = codegen.default_module_name(network)
+    name = naming.default_module_name(network)
     path = folder / f"{name}.py"
-    path.write_text(codegen.render(derive(network), name), encoding="utf-8")
+    path.write_text(numpy_module.render(derive(network), name), encoding="utf-8")
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

@@ -6,6 +6,8 @@ imported on first use, so ``import derive`` stays light.
 
 from __future__ import annotations
 
+from .version import __version__
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow `import derive`
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -13,7 +15,6 @@ if TYPE_CHECKING:
 
     from .api import Derived
 
-__version__ = "0.1.0"
 __all__ = ["MLPClassifier", "MLPRegressor", "__version__", "derive", "seed_check"]
 
 

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import codegen, files, proof, spec
+from . import files, naming, proof, spec
 from . import graph as graph_module
+from .backends.numpy import module as numpy_module
+from .check import Check
 from .derivation import Derivation
 from .derivation import derive as derive_identities
 from .model import Network
-from .proof import Check
 
 
 class ProofFailed(RuntimeError):
@@ -50,9 +51,7 @@ class CheckResult:
 
 
 def _verdict(check: Check) -> str:
-    if not check.ok:
-        return "failed"
-    return "skipped" if check.detail == "skipped" else "proved"
+    return check.status.value
 
 
 def _text(value: str | Sequence[Any], what: str) -> str:
@@ -142,7 +141,7 @@ class Derived:
     @property
     def command(self) -> str:
         """The command that regenerates this network's files (without ``--name``)."""
-        return codegen.spec_command(self.network)
+        return naming.spec_command(self.network)
 
     def document(self) -> str:
         """The standalone LaTeX document (compiles with pdflatex)."""
@@ -203,7 +202,7 @@ class Derived:
         """The generated module's code."""
         self._require_proof("the module")
         if self._source is None:
-            self._source = codegen.render(self.derivation, self.name)
+            self._source = numpy_module.render(self.derivation, self.name)
         return self._source
 
     def module(self) -> types.ModuleType:
@@ -239,7 +238,7 @@ def derive(
     if not isinstance(loss, str):
         raise spec.SpecError(f"--loss {loss!r}: give the loss's name, e.g. 'l2'")
     network = spec.network(_text(layers, "layers"), _text(activation, "activation"), loss)
-    name = spec.check_module_name(codegen.default_module_name(network) if name is None else name)
+    name = spec.check_module_name(naming.default_module_name(network) if name is None else name)
     derivation = derive_identities(network)
     checks = proof.verify(derivation, end_to_end_depth=end_to_end_depth)
     return Derived(network, name, derivation, checks)

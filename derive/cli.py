@@ -10,48 +10,36 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
 from . import (
-    __version__,
     api,
+    backends,
     catalog,
-    codegen,
     extra_outputs,
     files,
+    naming,
     proof,
     report,
     seedcheck,
     spec,
 )
-from .derivation import Derivation, derive
+from .derivation import derive
 from .files import Refused
-from .model import Network
 from .tools import ToolMissing
+from .version import __version__
 
-TARGETS = ("numpy", "array-api")
+TARGETS = backends.NAMES
 """What ``--target`` accepts: the numpy module (default), or the array API module."""
 
-
-@dataclass(frozen=True)
-class Target:
-    """How a target names, renders and files its module."""
-
-    render: Callable[[Derivation, str], str]
-    spec_command: Callable[[Network], str]
-    folder: str
+Target = backends.Backend
 
 
 def target(name: str) -> Target:
     """The target called ``name``; a backend is imported only when it is used."""
-    if name == "numpy":
-        return Target(codegen.render, codegen.spec_command, "generated")
-    from .backends import array_api
-
-    return Target(array_api.render, array_api.spec_command, "generated/array_api")
+    return backends.backend(name)
 
 
 class UsageError(Exception):
@@ -232,9 +220,9 @@ def run(argv: list[str] | None) -> int:
         raise UsageError("the following arguments are required: --layers")
     network = spec.network(args.layers, args.activation, args.loss)
     name = spec.check_module_name(
-        codegen.default_module_name(network) if args.name is None else args.name
+        naming.default_module_name(network) if args.name is None else args.name
     )
-    command = codegen.spec_command(network)
+    command = naming.spec_command(network)
     backend = target(args.target)
     outputs: list[files.Output] = []
     if not args.latex:

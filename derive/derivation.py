@@ -126,7 +126,7 @@ def step_lemma_chain(layer: int) -> tuple[list[Step], dict[Var, Expr]]:
             2 * here - 1, model.z(here), Add(MatMul(model.a(below), model.W(here)), model.b(here))
         ),
     ]
-    return steps, {model.z(here): Var("G")}
+    return steps, {model.z(here): model.INCOMING}
 
 
 def output_lemma_chain(layer: int, fused: bool = False) -> tuple[list[Step], dict[Var, Expr]]:

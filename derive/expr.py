@@ -5,7 +5,7 @@ or an activation applied entrywise without falling into array expressions it
 then cannot print or differentiate reliably.  So the chain, the derived
 gradients and the recursive identities are trees of the small, frozen node
 types below.  Three readers walk the same trees: ``proof`` (turns them into
-explicit SymPy matrices), ``latex`` (prints them) and ``codegen`` (emits numpy).
+explicit SymPy matrices), ``latex`` (prints them) and ``backends`` (emit code).
 
 Shape convention (the seed's row convention): a batch is m rows; X is
 m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
@@ -13,7 +13,7 @@ m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -153,23 +153,3 @@ def substitute(expr: Expr, mapping: Mapping[Var, Expr]) -> Expr:
     if isinstance(expr, Var):
         return mapping.get(expr, expr)
     return rebuild(expr, tuple(substitute(c, mapping) for c in expr.children()))
-
-
-def map_layers(expr: Expr, shift: Callable[[int], int]) -> Expr:
-    """Renumber every layer index in ``expr`` (used to instantiate lemmas)."""
-    if isinstance(expr, Var):
-        return expr if expr.layer is None else Var(expr.kind, shift(expr.layer))
-    new = rebuild(expr, tuple(map_layers(c, shift) for c in expr.children()))
-    if isinstance(new, (Activate, ActivateDeriv)):
-        return type(new)(shift(new.layer), new.arg)
-    return new
-
-
-def variables(expr: Expr) -> set[Var]:
-    """Every variable the expression reads."""
-    if isinstance(expr, Var):
-        return {expr}
-    out: set[Var] = set()
-    for child in expr.children():
-        out |= variables(child)
-    return out

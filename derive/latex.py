@@ -21,7 +21,8 @@ from collections.abc import Callable
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from . import __version__, catalog, model
+from . import catalog, model
+from .check import Check, Status
 from .derivation import ONE, Derivation, backward, output_lemma_chain, pull, step_lemma_chain
 from .expr import (
     Activate,
@@ -38,7 +39,7 @@ from .expr import (
     substitute,
 )
 from .model import Network
-from .proof import Check
+from .version import __version__
 
 LOSS = r"\mathcal{L}"
 """The loss's symbol; L is the depth."""
@@ -140,10 +141,6 @@ def abbreviate(*exprs: sp.Expr) -> tuple[list[sp.Expr], sp.Expr | None]:
         return list(exprs), None
     inner = max(candidates, key=sp.count_ops)
     return [e.subs(inner, U) for e in exprs], inner
-
-
-INCOMING = Var("G")
-"""The gradient arriving from the left when a local chain-rule factor is printed."""
 
 
 class MatrixLatex:
@@ -527,7 +524,7 @@ def _local(pr: MatrixLatex, step: model.Step, wrt: Var, factor: str) -> str:
     if step.target == model.LOSS:
         pull(step.expr, ONE, into)
         return rf"{factor} &= {pr(into[wrt][0])}"
-    pull(step.expr, INCOMING, into)
+    pull(step.expr, model.INCOMING, into)
     return rf"G\,{factor} &= {pr(into[wrt][0])}"
 
 
@@ -621,7 +618,7 @@ def factor_table(network: Network) -> str:
     ]
     for factor, step, var in kinds:
         into: dict[Var, list[Expr]] = {}
-        pull(step.expr, INCOMING, into)
+        pull(step.expr, model.INCOMING, into)
         g = _shape(step.target, names, ("", ""))
         result = _shape(into[var][0], names, g)
         rows.append(
@@ -678,7 +675,7 @@ def general_identities(network: Network) -> str:
     pr_base = MatrixLatex(network, index=lambda k: names.get(k, str(k)))
     lemma = backward(*step_lemma_chain(2))
     pr = _generic_printer(network, {2: "l", 1: "l-1"})
-    rename = {Var("G"): model.delta(2)}
+    rename = {model.INCOMING: model.delta(2)}
     rows = [rf"\delta_L &= {pr_base(base)}"]
     if network.depth >= 2:
         rows.append(
@@ -850,7 +847,7 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             "derivatives.",
         )
     if name == "end to end":
-        if check.detail == "skipped":
+        if check.status is Status.SKIPPED:
             return (
                 "The whole network at once",
                 f"Not run for {network.depth} layers (raise "
@@ -876,10 +873,10 @@ def verification(checks: list[Check], network: Network) -> str:
     lines = [PROOF_NOT_TEST + "\n\\begin{itemize}"]
     for c in checks:
         heading, sentence = explain(c, network)
-        if not c.ok:
+        if c.status is Status.FAILED:
             mark = f"FAILED: {escape(c.detail)}" if c.detail else "FAILED"
         else:
-            mark = "skipped" if c.detail == "skipped" else "proved"
+            mark = c.status.value
         lines.append(rf"\item \textbf{{{heading}}} ({mark}). {sentence}")
     lines.append("\\end{itemize}")
     return "\n".join(lines) + "\n"

@@ -32,6 +32,8 @@ class Step:
 LOSS = Var("L")
 X = Var("a", 0)
 Y = Var("Y")
+INCOMING = Var("G")
+"""The gradient arriving from above in a one-step lemma (G = ∂L/∂z_l), and in printed chain-rule factors."""
 
 
 def W(layer: int) -> Var:

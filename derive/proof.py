@@ -40,8 +40,8 @@ from .catalog import (
     same,
     stable,
     target,
-    z,
 )
+from .check import Check
 from .derivation import Derivation, backward, output_lemma_chain, step_lemma_chain
 from .expr import (
     Activate,
@@ -58,20 +58,9 @@ from .expr import (
 )
 from .model import Network
 from .report import plain
+from .symbolic_widths import check_step_lemma_symbolic
 
 Env = dict[Var, sp.Matrix]
-
-
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one verification."""
-
-    name: str  # what was verified, e.g. "step lemma"
-    statement: str  # the identity, in plain text
-    method: str  # how it was verified
-    ok: bool
-    seconds: float
-    detail: str = ""  # why it failed, or what was skipped
 
 
 # --- explicit evaluation -----------------------------------------------------
@@ -125,23 +114,6 @@ def generic_semantics(loss: LossFunction) -> Semantics:
         lambda layer: generic_activation(layer)[1],
         loss,
     )
-
-
-def concrete_semantics(network: Network) -> Semantics:
-    """The network's own activations, with a' as the generated code computes it."""
-
-    def fn(layer: int) -> Callable[[sp.Expr], sp.Expr]:
-        act = network.activation(layer)
-        return lambda arg: act.definition.subs(z, arg)
-
-    def derivative(layer: int) -> Callable[[sp.Expr], sp.Expr]:
-        act = network.activation(layer)
-        rewrite = act.derivative_from_output
-        if rewrite is None:
-            return lambda arg: act.derivative.subs(z, arg)
-        return lambda arg: rewrite.subs(A, act.definition).subs(z, arg)  # z may sit in a condition
-
-    return Semantics(fn, derivative, network.loss)
 
 
 def _broadcast(left: sp.Matrix, right: sp.Matrix) -> sp.Matrix:
@@ -248,10 +220,10 @@ class Atoms:
     """
 
     def __init__(self) -> None:
-        self._symbols: dict[tuple, sp.Symbol] = {}
+        self._symbols: dict[tuple[object, ...], sp.Symbol] = {}
         self._cache: dict[sp.Basic, sp.Basic] = {}
 
-    def _symbol(self, key: tuple) -> sp.Symbol:
+    def _symbol(self, key: tuple[object, ...]) -> sp.Symbol:
         if key not in self._symbols:
             self._symbols[key] = sp.Symbol(f"_atom{len(self._symbols)}")
         return self._symbols[key]
@@ -263,7 +235,9 @@ class Atoms:
         self._cache[expr] = result
         return result
 
-    def _partial(self, applied: sp.Basic, var: sp.Basic, point: dict) -> sp.Symbol:
+    def _partial(
+        self, applied: sp.Basic, var: sp.Basic, point: dict[sp.Basic, sp.Basic]
+    ) -> sp.Symbol:
         if not isinstance(applied, AppliedUndef):
             raise TypeError(f"unexpected derivative of {applied}")
         args = applied.args
@@ -686,7 +660,6 @@ def _sum_of_shards(network: Network) -> Check:
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
-    from .symbolic_widths import check_step_lemma_symbolic
 
     checks = [
         check_output_lemma(network),
@@ -709,7 +682,7 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
                 "every depth is covered by the lemmas and the induction",
                 True,
                 0.0,
-                "skipped",
+                skipped=True,
             )
         )
     return checks

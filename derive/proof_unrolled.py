@@ -107,10 +107,10 @@ class FieldPoint:
 
     rng: random.Random
     definitions: dict[sp.Symbol, sp.Expr]
-    _free: dict[tuple, int] = field(default_factory=dict)
+    _free: dict[tuple[object, ...], int] = field(default_factory=dict)
     _memo: dict[sp.Basic, Value] = field(default_factory=dict)
 
-    def _variable(self, key: tuple) -> Value:
+    def _variable(self, key: tuple[object, ...]) -> Value:
         if key not in self._free:
             self._free[key] = self.rng.randrange(1, PRIME)
         return (self._free[key], 1, 0)

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from . import __version__, catalog
+from . import catalog
+from .version import __version__
 
 if TYPE_CHECKING:
+    from .check import Check
     from .model import Network
-    from .proof import Check
 
 
 class _Plain(StrPrinter):
@@ -53,6 +54,6 @@ def title(network: Network) -> str:
 
 
 def line(check: Check) -> str:
-    status = "FAILED" if not check.ok else ("skipped" if check.detail == "skipped" else "proved")
+    status = "FAILED" if not check.ok else check.status.value
     why = f" -- {check.detail}" if not check.ok else ""
     return f"  {status:8} {check.name}: {check.statement}  [{check.method}; {check.seconds:.2f} s]{why}"

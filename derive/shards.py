@@ -21,7 +21,8 @@ import time
 import sympy as sp
 
 from .catalog import LossFunction, batch
-from .proof import Check, _loss_matrix, identical, targets
+from .check import Check
+from .proof import _loss_matrix, identical, targets
 
 SHARDS = (2, 3, 1)
 """Shard sizes of the proof: unequal, so a weighting mistake cannot cancel out."""

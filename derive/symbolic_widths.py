@@ -19,6 +19,7 @@ import time
 import sympy as sp
 
 from . import model
+from .check import Check
 from .derivation import backward, step_lemma_chain
 from .expr import (
     Activate,
@@ -120,10 +121,8 @@ def _equal_any(candidates: list[sp.Expr], rhs: sp.Expr) -> bool:
     return any(d == 0 for d in differences) or any(sp.simplify(d) == 0 for d in differences)
 
 
-def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int = 2):
+def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int = 2) -> Check:
     """Σ_{i,j} G_ij ∂(z_l)_ij/∂θ_rs equals the claimed formula's entry (r, s), all widths."""
-    from .proof import Check
-
     start = time.perf_counter()
     steps, seeds = step_lemma_chain(layer)
     if claims is None:

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import _build, codegen, files, spec
+from . import _build, files, naming, spec
 
 DATASETS = {
     "digits": "load_digits",
@@ -232,7 +232,7 @@ def run(argv: list[str]) -> int:
         activation = ",".join([activation] * (len(sizes) - 2) + ["identity"])
     network = spec.network(args.layers, activation, loss)  # usage errors before the proof
     command = (
-        f"python -m derive train {codegen.spec_command(network).removeprefix('python -m derive ')}"
+        f"python -m derive train {naming.spec_command(network).removeprefix('python -m derive ')}"
     )
     outputs = [
         files.Output(Path(path), label, command)

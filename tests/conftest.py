@@ -2,37 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import ROOT, generate, load_module
 
-from derive import codegen, spec
-from derive.derivation import derive
-
-ROOT = Path(__file__).resolve().parent.parent
-_LOADED = itertools.count()
-
-
-def load_module(path: Path, name: str | None = None):
-    """Import a generated module from its file, under a unique name."""
-    name = name or f"_derive_test_{path.stem}_{next(_LOADED)}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def generate(tmp_path: Path, layers: str, activation: str = "tanh", loss: str = "l2"):
-    """Render a module for the spec into tmp_path and import it."""
-    network = spec.network(layers, activation, loss)
-    name = codegen.default_module_name(network)
-    path = tmp_path / f"{name}.py"
-    path.write_text(codegen.render(derive(network), name), encoding="utf-8")
-    return load_module(path)
+__all__ = ["ROOT", "generate", "load_module"]
 
 
 @pytest.fixture

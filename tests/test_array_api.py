@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import generate, load_module
+from helpers import generate, load_module
 
 from derive import catalog, cli, spec
 from derive.backends import array_api

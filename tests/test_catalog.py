@@ -23,7 +23,8 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1
 from sympy.codegen.numpy_nodes import logaddexp
 
-from derive import catalog, codegen, model, proof, spec
+from derive import catalog, model, naming, proof, spec
+from derive.backends.numpy import module as numpy_module
 from derive.catalog import A, z
 from derive.derivation import derive
 from derive.expr import ActivateDeriv, Add, Hadamard, LossGrad
@@ -51,7 +52,7 @@ def module(layers: str, activation: str, loss: str):
     )
     OUT.mkdir(exist_ok=True)
     path = OUT / f"{name}.py"
-    path.write_text(codegen.render(derive(network), name), encoding="utf-8")
+    path.write_text(numpy_module.render(derive(network), name), encoding="utf-8")
     mod_spec = importlib.util.spec_from_file_location(f"_catalog_{name}", path)
     mod = importlib.util.module_from_spec(mod_spec)
     sys.modules[mod_spec.name] = mod
@@ -487,7 +488,7 @@ def test_usage_errors_are_one_line(activation, loss, message):
 def test_single_name_with_fused_loss_is_hidden_layers_then_link():
     network = spec.network("64,32,10", "relu", "softmax_cross_entropy")
     assert [a.name for a in network.activations] == ["relu", "softmax"]
-    assert codegen.command_line(network, "mlp_64_32_10").endswith(
+    assert naming.command_line(network, "mlp_64_32_10").endswith(
         "--activation relu --loss softmax_cross_entropy"
     )
     same = spec.network("64,32,10", "relu,softmax", "softmax_cross_entropy")
@@ -545,7 +546,7 @@ def test_catalog_latex_shows_the_derivations_and_compiles(act, loss, tmp_path):
 
     derivation = derive(spec.network("4,3,3,2", act, loss))
     checks = proof.verify(derivation, end_to_end_depth=0)
-    document = latex.document(derivation, checks, codegen.spec_command(derivation.network))
+    document = latex.document(derivation, checks, naming.spec_command(derivation.network))
     if loss in FUSED:
         assert r"\quad\text{with } A" in document and (
             "A - Y" in document or "A_{k} - {Y}_{k}" in document

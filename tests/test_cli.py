@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
-from conftest import load_module
+from helpers import load_module
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

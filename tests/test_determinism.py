@@ -16,11 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RENDER = """
 import hashlib, sys
-from derive import codegen, latex, proof, spec
+from derive import latex, proof, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 network = spec.network("5,4,3,2", "gelu,elu,softmax", "softmax_cross_entropy")
 derivation = derive(network)
-code = codegen.render(derivation, "m")
+code = numpy_module.render(derivation, "m")
 body = latex.document_body(derivation, proof.verify(derivation, end_to_end_depth=0))
 print(hashlib.sha256(code.encode()).hexdigest(), hashlib.sha256(body.encode()).hexdigest())
 """

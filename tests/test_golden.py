@@ -3,39 +3,22 @@ is regenerated from scratch and compared byte for byte."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import pytest
+from helpers import GENERATED, LATEX_GOLDEN, LATEX_SNAPSHOTS, ROOT, header_command, latex_body
 
-from derive import cli, codegen, latex, proof, spec
+from derive import cli, naming, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
-
-ROOT = Path(__file__).resolve().parent.parent
-GENERATED = sorted((ROOT / "generated").glob("*.py"))
-LATEX_GOLDEN = ROOT / "tests" / "golden"
-LATEX_SNAPSHOTS = {
-    "latex_depth1.tex": "4,3",
-    "latex_depth2.tex": "20,50,10",
-    "latex_depth3.tex": "3,4,5,6",
-}
-
-
-def header_command(path: Path) -> list[str]:
-    """The CLI arguments recorded in a generated file's first line."""
-    first = path.read_text(encoding="utf-8").splitlines()[0]
-    command = first.split("`")[1]
-    words = shlex.split(command)
-    assert words[:3] == ["python", "-m", "derive"], first
-    return words[3:]
 
 
 def regenerate(path: Path) -> str:
     args = cli.build_parser().parse_args(header_command(path))
     network = spec.network(args.layers, args.activation, args.loss)
-    name = args.name or codegen.default_module_name(network)
+    name = args.name or naming.default_module_name(network)
     assert name == path.stem, f"{path.name} header names module {name}"
-    return codegen.render(derive(network), name)
+    return numpy_module.render(derive(network), name)
 
 
 def test_generated_folder_is_not_empty():
@@ -60,14 +43,9 @@ def test_golden_comparison_detects_drift(tmp_path):
     assert tampered.read_text(encoding="utf-8") != regenerate(tampered)
 
 
-def _latex_body(layers: str) -> str:
-    derivation = derive(spec.network(layers))
-    return latex.document_body(derivation, proof.verify(derivation))
-
-
 @pytest.mark.parametrize("snapshot", list(LATEX_SNAPSHOTS))
 def test_latex_matches_snapshot(snapshot):
     expected = (LATEX_GOLDEN / snapshot).read_text(encoding="utf-8")
-    assert _latex_body(LATEX_SNAPSHOTS[snapshot]) == expected, (
+    assert latex_body(LATEX_SNAPSHOTS[snapshot]) == expected, (
         f"LaTeX changed; review it, then run `python tests/update_golden.py` to accept {snapshot}"
     )

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import sympy as sp
 
-from derive import catalog, codegen, latex, proof, seedcheck, shards, spec
+from derive import catalog, latex, naming, proof, seedcheck, shards, spec
 from derive.derivation import derive
 
 FORBIDDEN = ["Lambda", "ArrayContraction", "\\mapsto", "Subs", "Derivative", "_xi", "Dummy"]
@@ -27,7 +27,7 @@ def _document(layers: str, activation: str = "tanh", loss: str = "l2") -> str:
     return latex.document(
         derivation,
         proof.verify(derivation, end_to_end_depth=3),
-        codegen.spec_command(derivation.network),
+        naming.spec_command(derivation.network),
     )
 
 
@@ -152,9 +152,9 @@ def test_sized_parens_keeps_tall_and_drops_flat():
 
 def test_readable_numbers():
     z = catalog.z
-    assert latex.scalar(catalog.sp.Rational(1, 5) * z) == "0.2 z"
+    assert latex.scalar(sp.Rational(1, 5) * z) == "0.2 z"
     assert latex.scalar(z / 2) == r"\frac{z}{2}"  # halves stay fractions
-    assert latex.scalar(catalog.sp.Rational(1, 3) * z) == r"\frac{z}{3}"  # no finite decimal
+    assert latex.scalar(sp.Rational(1, 3) * z) == r"\frac{z}{3}"  # no finite decimal
 
 
 def test_chain_products_are_written_once_per_factor_not_per_parameter():
@@ -251,7 +251,7 @@ def _check_layout(
 ) -> None:
     derivation = derive(spec.network(layers, activation, loss))
     checks = proof.verify(derivation, end_to_end_depth=end_to_end)
-    text = latex.document(derivation, checks, codegen.spec_command(derivation.network))
+    text = latex.document(derivation, checks, naming.spec_command(derivation.network))
     assert "\\allowdisplaybreaks" in text  # long displays may break across pages
     pages, hboxes, vboxes = layout_problems(_compile(tmp_path, text))
     assert 0 < pages <= max_pages and not hboxes and vboxes == 0, (pages, hboxes, vboxes)
@@ -287,7 +287,7 @@ def test_document_includes_the_seed_check_and_the_body_only_on_request():
     derivation = derive(spec.network("4,3"))
     checks = proof.verify(derivation, end_to_end_depth=0)
     heading = r"\section*{The seed's equations, checked}"
-    command = codegen.spec_command(derivation.network)
+    command = naming.spec_command(derivation.network)
     assert heading in latex.document(derivation, checks, command)
     assert heading not in latex.document(derivation, checks, command, seed_check=False)
     assert heading not in latex.document_body(derivation, checks)

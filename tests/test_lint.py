@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from derive import codegen, spec
+from derive import naming, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +24,10 @@ def modules(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lint")
     for layers in SPECS:
         network = spec.network(layers)
-        name = codegen.default_module_name(network)
-        (folder / f"{name}.py").write_text(codegen.render(derive(network), name), encoding="utf-8")
+        name = naming.default_module_name(network)
+        (folder / f"{name}.py").write_text(
+            numpy_module.render(derive(network), name), encoding="utf-8"
+        )
     return folder
 
 

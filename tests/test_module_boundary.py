@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 import reference
-from conftest import generate
+from helpers import generate
 
 # --- modules, generated once per file -------------------------------------------
 

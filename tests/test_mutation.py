@@ -8,9 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 import reference
-from conftest import load_module
+from helpers import load_module
 
-from derive import codegen, derivation, model, proof, spec
+from derive import derivation, model, proof, spec
+from derive.backends.numpy import module as numpy_module
 from derive.expr import ActivateDeriv, Hadamard, MatMul, Transpose, substitute
 
 LAYERS = "3,4,2,5"  # non-square everywhere, depth 3
@@ -18,9 +19,9 @@ LAYERS = "3,4,2,5"  # non-square everywhere, depth 3
 
 def _module_from(tmp_path, derived, template_source=None, monkeypatch=None):
     if template_source is not None:
-        monkeypatch.setattr(codegen, "template_source", template_source)
+        monkeypatch.setattr(numpy_module, "template_source", template_source)
     path = tmp_path / "mutant.py"
-    path.write_text(codegen.render(derived, "mutant"), encoding="utf-8")
+    path.write_text(numpy_module.render(derived, "mutant"), encoding="utf-8")
     return load_module(path)
 
 
@@ -99,15 +100,15 @@ def test_identity_with_the_wrong_layers_activation_fails_the_proof():
 
 
 def test_corrupted_template_fails_the_numerical_tests(tmp_path, monkeypatch):
-    real = codegen.template_source("mlp.py.jinja")
+    real = numpy_module.template_source("module.py.jinja")
     corrupted = real.replace("    return value, out\n", "    return value, out[::-1]\n")
     assert corrupted != real
     derived = derivation.derive(spec.network(LAYERS))
-    source = codegen.template_source  # the included training runtime stays as it is
+    source = numpy_module.template_source  # the included training runtime stays as it is
     module = _module_from(
         tmp_path,
         derived,
-        lambda name: corrupted if name == "mlp.py.jinja" else source(name),
+        lambda name: corrupted if name == "module.py.jinja" else source(name),
         monkeypatch,
     )
     assert not gradients_agree(module)

@@ -20,7 +20,8 @@ import pytest
 import sympy as sp
 from cli_helpers import run_cli
 
-from derive import catalog, cli, codegen, files, proof, spec
+from derive import catalog, cli, files, naming, proof, spec
+from derive.backends import python_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -202,14 +203,14 @@ def test_a_run_killed_while_writing_leaves_debris_the_next_run_removes(here, cap
 def test_default_names_always_fit_a_file_name(tmp_path):
     for sizes in ([3] * 119, [100_000, 1] * 100 + [100_000], [7, 100_000, 3]):
         network = spec.network(",".join(map(str, sizes)))
-        name = codegen.default_module_name(network)
-        assert len(name) <= codegen.DEFAULT_NAME_LIMIT and spec.check_module_name(name) == name
+        name = naming.default_module_name(network)
+        assert len(name) <= naming.DEFAULT_NAME_LIMIT and spec.check_module_name(name) == name
         path = tmp_path / f"{name}.py"
-        files.write([files.Output(path, "module", codegen.spec_command(network), "x = 1\n")])
+        files.write([files.Output(path, "module", naming.spec_command(network), "x = 1\n")])
         assert path.read_text() == "x = 1\n"
-    assert codegen.default_module_name(spec.network("20,50,10")) == "mlp_20_50_10"
-    assert codegen.default_module_name(spec.network(",".join(["3"] * 119))) != (
-        codegen.default_module_name(spec.network(",".join(["3"] * 118 + ["4"])))
+    assert naming.default_module_name(spec.network("20,50,10")) == "mlp_20_50_10"
+    assert naming.default_module_name(spec.network(",".join(["3"] * 119))) != (
+        naming.default_module_name(spec.network(",".join(["3"] * 118 + ["4"])))
     )
 
 
@@ -443,7 +444,7 @@ def test_the_header_command_regenerates_the_exact_file_for_every_accepted_form(h
     assert (here / "b" / first.name).read_bytes() == first.read_bytes()
     assert len(first.stem) < 40  # no long numbers in names
     act = catalog.activation(form)
-    assert all(len(n) < 40 for n in (act.name, codegen.helper_name(act)))
+    assert all(len(n) < 40 for n in (act.name, python_source.helper_name(act)))
 
 
 def test_parameter_decimals_are_exact():

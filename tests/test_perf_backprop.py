@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from derive import catalog, codegen, spec
+from derive import catalog, spec
+from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 from derive.model import Network
 
@@ -22,7 +23,7 @@ from derive.model import Network
 def generate(tmp_path, layers: str, name: str):
     network = spec.network(layers)
     path = tmp_path / f"{name}.py"
-    path.write_text(codegen.render(derive(network), name), encoding="utf-8")
+    path.write_text(numpy_module.render(derive(network), name), encoding="utf-8")
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -277,7 +278,7 @@ def test_a_mean_loss_is_scaled_in_place(tmp_path):
     tanh = catalog.activation("tanh")
     network = Network((3, 4, 2), (tanh, tanh), mean)
     path = tmp_path / "mean_net.py"
-    source = codegen.render(derive(network), "mean_net")
+    source = numpy_module.render(derive(network), "mean_net")
     assert "np.vdot" in source  # the in-place residual path, not the fallback
     path.write_text(source, encoding="utf-8")
     module_spec = importlib.util.spec_from_file_location("mean_net", path)
@@ -294,7 +295,7 @@ def test_a_mean_loss_is_scaled_in_place(tmp_path):
 def _custom_module(tmp_path, name, definition, loss=None):
     act = catalog.Activation(name, definition, name, name)
     network = Network((3, 4, 2), (act, act), loss or catalog.loss_function("l2"))
-    source = codegen.render(derive(network), f"net_{name}")
+    source = numpy_module.render(derive(network), f"net_{name}")
     path = tmp_path / f"net_{name}.py"
     path.write_text(source, encoding="utf-8")
     module_spec = importlib.util.spec_from_file_location(f"net_{name}", path)

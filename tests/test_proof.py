@@ -8,6 +8,7 @@ import pytest
 import sympy as sp
 
 from derive import catalog, model, proof, spec, symbolic_widths
+from derive.check import Status
 from derive.derivation import derive
 from derive.expr import Activate, ActivateDeriv, Hadamard, LossGrad, MatMul, SumRows, Transpose
 
@@ -32,7 +33,7 @@ def test_every_check_passes_for_the_derived_identities(layers):
         "end to end",
     ]
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
-    assert checks[-1].detail == ""  # end to end really ran at these depths
+    assert checks[-1].status is Status.PROVED  # end to end really ran at these depths
 
 
 def test_networks_deeper_than_the_end_to_end_depth_are_proved_by_induction_and_say_so():
@@ -40,7 +41,10 @@ def test_networks_deeper_than_the_end_to_end_depth_are_proved_by_induction_and_s
     checks = proof.verify(_derivation(",".join(["3"] * (depth + 1))))
     by_name = {c.name: c for c in checks}
     assert by_name["induction"].ok and f"{depth} layers" in by_name["induction"].statement
-    assert by_name["end to end"].detail == "skipped" and "induction" in by_name["end to end"].method
+    assert (
+        by_name["end to end"].status is Status.SKIPPED
+        and "induction" in by_name["end to end"].method
+    )
 
 
 @pytest.mark.slow
@@ -48,7 +52,10 @@ def test_depth_thirty_is_proved_end_to_end_by_default():
     checks = proof.verify(_derivation(",".join(["3"] * 31)))
     by_name = {c.name: c for c in checks}
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
-    assert by_name["end to end"].detail == "" and "30 deltas" in by_name["end to end"].statement
+    assert (
+        by_name["end to end"].status is Status.PROVED
+        and "30 deltas" in by_name["end to end"].statement
+    )
 
 
 # --- negative controls: each wrong identity must be rejected -----------------

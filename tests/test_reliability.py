@@ -97,9 +97,9 @@ def test_derive_never_evaluates_text():
 def test_jinja_environment_is_strict():
     import jinja2
 
-    from derive import codegen
+    from derive.backends.numpy import module as numpy_module
 
-    env = codegen._environment()
+    env = numpy_module._environment()
     assert env.undefined is jinja2.StrictUndefined
     with pytest.raises(jinja2.UndefinedError):
         env.from_string("{{ missing }}").render()
@@ -187,7 +187,6 @@ def test_non_array_params_are_a_type_error(mlp):
 
 # --- fuzzing the command line ---------------------------------------------------
 
-VALID_OPTIONS = ["--layers", "--activation", "--loss", "--out", "--name", "--latex", "--check"]
 junk = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 
 

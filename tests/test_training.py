@@ -1,4 +1,4 @@
-"""The training runtime every generated module includes (templates/training.py)."""
+"""The training runtime every generated module includes (derive/backends/numpy/templates/training.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from derive import _build
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAINING = ROOT / "templates" / "training.py"
+TRAINING = ROOT / "derive" / "backends" / "numpy" / "templates" / "training.py"
 
 
 def module(layers: str, activation: str = "tanh", loss: str = "l2"):
@@ -36,14 +36,17 @@ def same(a, b) -> bool:
 # --- the file itself ------------------------------------------------------------
 
 
-def test_training_file_is_linted_formatted_and_typed():
+def test_training_file_is_linted_formatted_and_typed(tmp_path):
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     config = ["--config", str(ROOT / "pyproject.toml")]
     assert subprocess.run([ruff, "check", "--no-cache", str(TRAINING), *config]).returncode == 0
     fmt = [ruff, "format", "--check", "--no-cache", str(TRAINING), *config]
     assert subprocess.run(fmt).returncode == 0
-    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(TRAINING)]
-    result = subprocess.run(mypy, capture_output=True, text=True)
+    # type-checked as a lone file, away from the package (whose folder is named numpy)
+    copy = tmp_path / "training.py"
+    shutil.copy(TRAINING, copy)
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(copy)]
+    result = subprocess.run(mypy, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout
 
 

@@ -12,12 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import test_golden
+from helpers import GENERATED, LATEX_GOLDEN, LATEX_SNAPSHOTS, ROOT, header_command, latex_body
 
-for snapshot in test_golden.LATEX_SNAPSHOTS:
-    body = test_golden._latex_body(test_golden.LATEX_SNAPSHOTS[snapshot])
-    (test_golden.LATEX_GOLDEN / snapshot).write_text(body, encoding="utf-8")
+for snapshot, layers in LATEX_SNAPSHOTS.items():
+    (LATEX_GOLDEN / snapshot).write_text(latex_body(layers), encoding="utf-8")
     print(f"wrote tests/golden/{snapshot}")
-for path in test_golden.GENERATED:
-    args = test_golden.header_command(path)
-    subprocess.run([sys.executable, "-m", "derive", *args], check=True, cwd=test_golden.ROOT)
+for path in GENERATED:
+    subprocess.run([sys.executable, "-m", "derive", *header_command(path)], check=True, cwd=ROOT)

@@ -7,16 +7,12 @@ from importlib import resources
 
 import jinja2
 
-from ... import __version__, catalog
-from ...codegen import (
-    LINE_LENGTH,
-    command_line,
-    default_module_name,
-    header_line,
-    tuple_literal,
-)
+from ... import catalog
 from ...derivation import Derivation
 from ...model import Network
+from ...naming import command_line, default_module_name
+from ...version import __version__
+from ..python_source import LINE_LENGTH, header_line, tuple_literal
 from . import printer
 
 TEMPLATE = "module.py.jinja"

@@ -17,18 +17,6 @@ import sympy as sp
 from sympy.codegen.numpy_nodes import logaddexp
 
 from ... import catalog, model
-from ...codegen import (
-    _ARGS,
-    Line,
-    MatrixText,
-    _float_constants,
-    _form,
-    _Numpy,
-    code_name,
-    formatted,
-    helper_args,
-    helper_name,
-)
 from ...derivation import Derivation
 from ...expr import (
     Activate,
@@ -44,6 +32,18 @@ from ...expr import (
     Var,
 )
 from ...model import Network
+from ..python_source import (
+    HELPER_ARGS,
+    ArrayPrinter,
+    Line,
+    MatrixText,
+    code_form,
+    code_name,
+    float_constants,
+    formatted,
+    helper_args,
+    helper_name,
+)
 
 STANDARD = frozenset(
     """abs acos acosh asin asinh atan atan2 atanh cos cosh exp expm1 log log1p log2 log10
@@ -61,11 +61,11 @@ class NotInStandard(ValueError):
     """A formula that needs a function the array API standard lacks."""
 
 
-class _ArrayApi(_Numpy):
+class _ArrayApi(ArrayPrinter):
     """SymPy's numpy printer, writing the array API's ``xp.`` names."""
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
-        name = super()._module_format(fqn, register).replace("np.", "xp.", 1)
+        name = super()._module_format(fqn, register).replace("numpy.", "xp.", 1)
         head, _, tail = name.rpartition(".")
         return f"{head}.{_RENAMED.get(tail, tail)}" if head == "xp" else name
 
@@ -115,7 +115,7 @@ class _ArrayApi(_Numpy):
 
 def scalar_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     """Array API code for a catalog formula, its symbols renamed to array names."""
-    code = _ArrayApi(names).doprint(_float_constants(expr))
+    code = _ArrayApi(names).doprint(float_constants(expr))
     used = set(_DOTTED.findall(code)) - {(name, "T") for name in names.values()}
     outside = sorted(
         f"{head}.{tail}" for head, tail in used if head != "xp" or tail not in STANDARD
@@ -132,7 +132,7 @@ INLINE_LIMIT = 40
 def inline(act: catalog.Activation, derivative: bool) -> bool:
     if not act.entrywise:
         return True
-    code = scalar_code(_form(act, derivative), {catalog.z: "z1", catalog.A: "a1"})
+    code = scalar_code(code_form(act, derivative), {catalog.z: "z1", catalog.A: "a1"})
     return len(code) <= INLINE_LIMIT
 
 
@@ -154,7 +154,7 @@ def helpers(network: Network) -> list[Helper]:
         for derivative in (False, True):
             if inline(act, derivative):
                 continue
-            form = _form(act, derivative)
+            form = code_form(act, derivative)
             if not derivative:
                 doc = f"{act.name}(z) = {act.summary}."
             elif act.derivative_from_output is not None:
@@ -162,8 +162,8 @@ def helpers(network: Network) -> list[Helper]:
             else:
                 doc = f"The derivative of {act.name} by SymPy (no form through A = a(z) was found)."
             shared, (result,) = sp.cse(form, symbols=sp.numbered_symbols("t"))
-            names = {**_ARGS, **{s: str(s) for s, _ in shared}}
-            args = "".join(f", {_ARGS[s]}: Array" for s in helper_args(act, derivative))
+            names = {**HELPER_ARGS, **{s: str(s) for s, _ in shared}}
+            args = "".join(f", {HELPER_ARGS[s]}: Array" for s in helper_args(act, derivative))
             lines = [(str(s), formatted(scalar_code(e, names))) for s, e in shared]
             out.append(
                 Helper(
@@ -217,7 +217,7 @@ class ArrayCode:
             if not inline(act, derivative=True):
                 args = "".join(f", {names[s]}" for s in helper_args(act, derivative=True))
                 return f"{helper_name(act, derivative=True)}(xp{args})"
-            return scalar_code(_form(act, derivative=True), names)
+            return scalar_code(code_form(act, derivative=True), names)
         if isinstance(e, LossGrad):
             loss = self.network.loss
             form = loss.gradient if loss.gradient_from_output is None else loss.gradient_from_output

@@ -1,4 +1,4 @@
-"""The in-place compiler of entrywise formulas (``derive.fastcode.inplace``)."""
+"""The in-place compiler of entrywise formulas (``derive.backends.numpy.planner.inplace``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from derive import catalog
-from derive.fastcode import Unsupported, inplace
+from derive.backends.numpy.planner import Unsupported, inplace
 
 z, A = catalog.z, catalog.A
 

@@ -1,6 +1,6 @@
 """The generated ``backprop``'s statements: in place, into reused buffers.
 
-``codegen.NumpyCode`` prints each identity as one numpy expression, which
+``printer.NumpyCode`` prints each identity as one numpy expression, which
 allocates a fresh array for every intermediate result.  For speed the
 generated ``backprop`` instead writes every result into a buffer: z_l, a_l,
 a'(z_l) and δ_l live in a per-call workspace that is reused across calls,
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from . import catalog, model
-from .codegen import code_name, formatted, scalar_code
-from .derivation import Derivation
-from .expr import ActivateDeriv, Expr, Hadamard, LossGrad, MatMul, SumRows, Transpose, Var
-from .model import Network
+from ... import catalog, model
+from ...derivation import Derivation
+from ...expr import ActivateDeriv, Expr, Hadamard, LossGrad, MatMul, SumRows, Transpose, Var
+from ...model import Network
+from ..python_source import code_name, formatted
+from .printer import scalar_code
 
 Printer = Callable[[Expr], str]
 

@@ -1,22 +1,11 @@
-{{ header }}
-# from {{ template }} (derive {{ version }}). Do not edit: regenerate instead.
-"""Backpropagation for a fully connected network, derived and proved by derive.
+"""The numpy module's static runtime: checks, params files, workspaces and ``NN``.
 
-{{ widths_text }}
-
-Conventions (the row convention of the seed's code):
-
-* a batch is m rows: ``x`` has shape (m, {{ sizes[0] }}) and ``y`` shape (m, {{ sizes[-1] }});
-  a single example of shape ({{ sizes[0] }},) is treated as a batch of one;
-* layer l has weights W_l of shape (n_{l-1}, n_l) and a bias b_l of shape
-  (1, n_l) added to every row; ``params`` is ``[(W1, b1), ..., (W{{ depth }}, b{{ depth }})]``;
-* z_l = a_{l-1} W_l + b_l and a_l = a(z_l), with a_0 = x and Ŷ = a_{{ depth }};
-{{ loss_doc }}
-* δ_l = ∂L/∂z_l, and gradients come back shaped like ``params``.
-
-Arrays of float32 stay float32 and float64 stay float64; x, y and params
-must share one floating dtype.  NaN or inf in the inputs propagates into the
-loss and gradients (nothing is silently made finite).
+Every generated module includes the sections of this file verbatim (each
+from its ``# ---- runtime: <name> ----`` marker to the next), interleaved
+with the code printed for its network.  Above the first marker are
+stand-ins for what the template prints (``SIZES``, ``forward``, ...), with
+the same signatures, so that this file can be linted and type-checked on its
+own; the tests exercise the code through generated modules.
 """
 
 from __future__ import annotations
@@ -24,28 +13,32 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-__all__ = [
-    "ACTIVATIONS",
-    "LOSS",
-    "NN",
-    "SIZES",
-    "backprop",
-    "forward",
-    "init_params",
-    "load_params",
-    "loss",
-    "release_workspaces",
-    "save_params",
-]
-
-SIZES: tuple[int, ...] = {{ sizes_literal }}
-ACTIVATIONS: tuple[str, ...] = {{ activations_literal }}
-LOSS: str = "{{ loss_name }}"
-
 Array = NDArray[np.floating]
 Params = list[tuple[Array, Array]]
+SIZES: tuple[int, ...] = (1, 1)
+LOSS: str = "l2"
+_WORKSPACE_WIDTHS: tuple[int, ...] = (1,)
+_ACTIVATION_NAMES: tuple[str, ...] = ("tanh",)
 
 
+def _diagnose_params(params: Params) -> np.dtype[np.floating]:
+    """Stand-in: the generated module's step-by-step check of ``params``."""
+    raise NotImplementedError
+
+
+def forward(params: Params, x: Array) -> Array:
+    """Stand-in: the generated module's forward pass."""
+    raise NotImplementedError
+
+
+def backprop(
+    params: Params, x: Array, y: Array, out: Params | None = None, *, check_finite: bool = False
+) -> tuple[float, Params]:
+    """Stand-in: the generated module's derived backprop."""
+    raise NotImplementedError
+
+
+# ---- runtime: checks ----
 def init_params(seed: int | None = None, dtype: DTypeLike = np.float64) -> Params:
     """Weights drawn from N(0, 1/n_{l-1}), biases zero, in layer order."""
     kind = np.dtype(dtype)
@@ -87,33 +80,7 @@ def _check_params(params: Params) -> np.dtype[np.floating]:
     return _diagnose_params(params)
 
 
-def _diagnose_params(params: Params) -> np.dtype[np.floating]:
-    """The step-by-step check of ``params``: the first problem, named, as an error."""
-    if len(params) != {{ depth }}:
-        raise ValueError(f"params must hold {{ depth }} (W, b) pairs, got {len(params)}")
-    dtype = None
-    for layer, pair in enumerate(params, start=1):
-        if len(pair) != 2:
-            raise ValueError(f"params[{layer - 1}] must be a (W, b) pair")
-        w, b = pair
-        expected_w, expected_b = (SIZES[layer - 1], SIZES[layer]), (1, SIZES[layer])
-        for name, arr, shape in ((f"W{layer}", w, expected_w), (f"b{layer}", b, expected_b)):
-            if not isinstance(arr, np.ndarray):
-                raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
-            _refuse_subclass(name, arr)
-            if arr.shape != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-            if arr.dtype not in (np.float32, np.float64):
-                raise ValueError(f"{name} must be float32 or float64, got {arr.dtype}")
-            if dtype is None:
-                dtype = arr.dtype
-            elif arr.dtype != dtype:
-                raise ValueError(f"{name} has dtype {arr.dtype} but W1 has {dtype}; use one dtype")
-    if dtype is None:
-        raise ValueError("params is empty")
-    return dtype
-
-
+# ---- runtime: arrays ----
 _PLAIN = (np.ndarray, np.memmap)
 """Array types taken as they are: a memmap only says where the numbers live."""
 
@@ -147,17 +114,7 @@ def _as_batch(name: str, arr: Array, width: int, dtype: np.dtype[np.floating]) -
     return arr
 
 
-{% for h in helpers %}
-def {{ h.name }}({{ h.args }}) -> Array:
-    """{{ h.doc }}"""
-{% for name, code in h.lines %}
-    {{ name }} = {{ code }}
-{% endfor %}
-    value: Array = {{ h.result }}
-    return value
-
-
-{% endfor %}
+# ---- runtime: params_io ----
 def _check_finite(params: Params, x: Array, y: Array) -> None:
     """Raise if any input holds NaN or inf (only with ``check_finite=True``)."""
     named = [("x", x), ("y", y)]
@@ -253,139 +210,7 @@ def _flat_shapes() -> list[tuple[int, ...]]:
     return [shape for pair in _SHAPES for shape in pair]
 
 
-def forward(params: Params, x: Array) -> Array:
-    """The prediction Ŷ, of shape (m, {{ sizes[-1] }})."""
-    dtype = _check_params(params)
-    x = _as_batch("x", x, SIZES[0], dtype)
-{% for l in layers %}
-    W{{ l }}, b{{ l }} = params[{{ l - 1 }}]
-{% endfor %}
-{% for line in forward %}
-    {{ line.target }} = {{ line.code }}  # {{ line.comment }}
-{% endfor %}
-    return a{{ depth }}
-
-
-def loss(params: Params, x: Array, y: Array) -> float:
-    """The {{ loss_name }} loss of the prediction for ``x`` against ``y`` (no gradients)."""
-    _, x, y = _batch(params, x, y, False)
-{% if uses_batch %}
-    m = x.shape[0]
-{% endif %}
-{% for l in layers %}
-    W{{ l }}, b{{ l }} = params[{{ l - 1 }}]
-{% endfor %}
-{% for line in loss_forward %}
-    {{ line.target }} = {{ line.code }}  # {{ line.comment }}
-{% endfor %}
-    return {{ loss_code }}
-
-
-def _batch(params: Params, x: Array, y: Array, check_finite: bool) -> tuple[np.dtype, Array, Array]:
-    """The params' dtype, and x and y as batches, after every check on them."""
-    dtype = _check_params(params)
-    x = _as_batch("x", x, SIZES[0], dtype)
-    y = _as_batch("y", y, SIZES[-1], dtype)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
-{% if uses_batch %}
-    if x.shape[0] == 0:
-        raise ValueError("x and y have no rows: {{ loss_name }} is a mean over the batch, undefined for m = 0")
-{% endif %}
-{% if target_check %}
-    _check_targets(y)
-{% endif %}
-    if check_finite:
-        _check_finite(params, x, y)
-    return dtype, x, y
-{% if target_check == "row_sums" %}
-
-
-def _check_targets(y: Array) -> None:
-    """Every row of y sums to 1, which δ_L = Ŷ − Y assumes (Σ_k y_k = 1 in its derivation).
-
-    The tolerance allows a row rounded entry by entry: n_L ulps, times 16.
-    """
-    sums = y.sum(axis=1)
-    bad = np.abs(sums - 1) > 16 * y.shape[1] * np.finfo(y.dtype).eps
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ValueError(
-            f"row {row} of y sums to {float(sums[row])!r}, not 1; "
-            "{{ loss_name }} needs each target row to be a distribution"
-        )
-{% elif target_check == "unit_interval" %}
-
-
-def _check_targets(y: Array) -> None:
-    """Targets are probabilities: outside [0, 1] the loss is unbounded below."""
-    outside = (y < 0) | (y > 1)
-    if outside.any():
-        row, col = (int(i) for i in np.argwhere(outside)[0])
-        raise ValueError(
-            f"y[{row}, {col}] = {float(y[row, col])!r} is outside [0, 1]; "
-            "{{ loss_name }} targets are probabilities"
-        )
-{% endif %}
-
-
-def backprop(
-    params: Params, x: Array, y: Array, out: Params | None = None, *, check_finite: bool = False
-) -> tuple[float, Params]:
-    """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.
-
-    The gradients are new arrays, or are written into ``out`` (writeable,
-    C-contiguous arrays shaped and typed like ``params``, sharing memory with
-    no input and no other output), so that a steady-state call allocates
-    nothing.  Every check runs before anything is written.  Intermediates
-    live in a reused workspace (``release_workspaces`` frees the spares).
-
-    NaN or inf in x, y or params propagates into the results; with
-    ``check_finite=True`` they raise ``ValueError`` before any work instead.
-    """
-    dtype, x, y = _batch(params, x, y, check_finite)
-    m = x.shape[0]
-{% for l in layers %}
-    W{{ l }}, b{{ l }} = params[{{ l - 1 }}]
-{% endfor %}
-    if out is None:
-        out = {{ new_grads_literal }}
-    else:
-        _check_out(out, dtype, params, x, y)
-{% for l in layers %}
-    dW{{ l }}, db{{ l }} = out[{{ l - 1 }}]
-{% endfor %}
-    ws = _take_workspace(m, dtype)
-    {{ workspace_targets }} = ws[1]
-    # Forward pass: z_l is computed in a_l's buffer (with b_l put on every row of g_l
-    # first), then overwritten by a(z_l) unless a'(z_l) needs z_l.
-{% for group in plan.forward %}
-    # {{ group.comment }}
-{% for statement in group.statements %}
-    {{ statement }}
-{% endfor %}
-{% endfor %}
-{% for group in plan.loss %}
-    # {{ group.comment }}
-{% for statement in group.statements %}
-    {{ statement }}
-{% endfor %}
-{% endfor %}
-    # Backward pass: the recursive identities, last layer first (g_l holds a'(z_l)).
-{% for group in plan.backward %}
-    # {{ group.comment }}
-{% for statement in group.statements %}
-    {{ statement }}
-{% endfor %}
-{% endfor %}
-    if ws[2] and len(_SPARE) < _MAX_SPARES:
-        _SPARE.append(ws)
-    return value, out
-
-
-_WORKSPACE_WIDTHS = {{ workspace_widths }}
-"""Widths of the workspace's (m, width) arrays, in the order ``backprop`` unpacks them."""
-
+# ---- runtime: workspace ----
 Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
 """((m, dtype), (ones, buffers...), whether to keep it for the next call)."""
 
@@ -585,11 +410,7 @@ class NN:
         return [dw for dw, _ in reversed(grads)], [db for _, db in reversed(grads)]
 
 
-_ACTIVATION_NAMES: tuple[str, ...] = {{ activation_names_literal }}
-"""The names ``NN`` accepts for this module's activation: the catalog name(s) as
-``--activation`` takes them."""
-
-
+# ---- runtime: names ----
 def _name_of(thing: object) -> str:
     """A name to compare: the string itself, else ``name``, ``__name__`` or the class name."""
     if isinstance(thing, str):
@@ -610,5 +431,3 @@ def _widths(sizes: object) -> tuple[int, ...] | None:
     ):
         return None
     return tuple(int(n) for n in sizes)
-{% set training %}{% include "training.py" %}{% endset %}
-{{ training.split("# ---- generated modules include this file from the next line on ----\n")[1] -}}

@@ -1,0 +1,170 @@
+"""The numpy target: the derivation assembled into a standalone module through Jinja2.
+
+Output depends only on the network (no timestamps, no ordering from ``cse``
+or dict iteration), so the same input gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from ... import catalog
+from ...derivation import Derivation
+from ...model import Network
+from ...naming import command_line, default_module_name, spec_command
+from ...version import __version__
+from ..python_source import LINE_LENGTH, MatrixText, formatted, header_line, tuple_literal
+from . import planner
+from .printer import NumpyCode, forward_lines, helpers
+
+if TYPE_CHECKING:
+    import jinja2
+
+__all__ = ["TARGET", "default_module_name", "render", "spec_command"]
+
+TARGET = "numpy"
+"""The ``--target`` value that selects this backend (the default)."""
+
+TEMPLATE = "module.py.jinja"
+TEMPLATES = "templates"
+"""The folder, inside this package, of the template and the runtime files it includes."""
+
+
+def _environment() -> jinja2.Environment:
+    import jinja2  # imported here: runs that print LaTeX only never need it
+
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(template_source),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def template_source(name: str) -> str:
+    """A template's text, from this package's ``templates`` folder (shipped in the wheel)."""
+    return resources.files(__package__).joinpath(TEMPLATES, name).read_text(encoding="utf-8")
+
+
+RUNTIME = "runtime.py"
+"""The static runtime the template includes section by section."""
+
+_SECTION = re.compile(r"^# ---- runtime: (\w+) ----\n", re.M)
+
+
+def runtime_sections() -> dict[str, str]:
+    """``runtime.py``'s sections by name, each from its marker line to the next, verbatim."""
+    _, *named = _SECTION.split(template_source(RUNTIME))
+    return {name: body.rstrip("\n") for name, body in zip(named[::2], named[1::2], strict=True)}
+
+
+def render(derivation: Derivation, name: str) -> str:
+    """The generated module's source."""
+    network = derivation.network
+    loss = network.loss
+    return (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            version=__version__,
+            runtime=runtime_sections(),
+            header=header_line(command_line(network, name)),
+            loss_doc=textwrap.fill(
+                f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
+            ),
+            widths_text=textwrap.fill(
+                f"Layer widths {', '.join(map(str, network.sizes))}; {network.depth} weight layers.",
+                width=LINE_LENGTH - 4,
+            ),
+            template=f"derive/backends/numpy/{TEMPLATES}/{TEMPLATE}",
+            sizes=network.sizes,
+            sizes_literal=tuple_literal(
+                [str(n) for n in network.sizes], "SIZES: tuple[int, ...] = "
+            ),
+            activations_literal=tuple_literal(
+                [f'"{a.name}"' for a in network.activations], "ACTIVATIONS: tuple[str, ...] = "
+            ),
+            depth=network.depth,
+            layers=list(range(1, network.depth + 1)),
+            activations=[a.name for a in network.activations],
+            loss_name=loss.name,
+            loss_summary=loss.summary,
+            loss_code=formatted(NumpyCode(network)(network.steps()[-1].expr)),
+            grads_literal=tuple_literal(
+                [f"(dW{layer}, db{layer})" for layer in range(1, network.depth + 1)],
+                "return value, ",
+                "[]",
+                "    ",
+            ),
+            forward=forward_lines(network),
+            loss_forward=forward_lines(network)[: -1 if network.fused else None],
+            target_check=_target_check(loss),
+            activation_names_literal=tuple_literal(
+                [f'"{n}"' for n in accepted_activation_names(network)],
+                "_ACTIVATION_NAMES: tuple[str, ...] = ",
+            ),
+            helpers=helpers(network),
+            uses_batch=catalog.batch in loss.gradient.free_symbols
+            or catalog.batch in loss.scale.free_symbols,
+            **_fast_fields(derivation),
+        )
+    )
+
+
+def _target_check(loss: catalog.LossFunction) -> str:
+    """What the module checks of the targets before it trusts the fused δ_L = Ŷ − Y.
+
+    softmax's derivation uses Σ_k y_k = 1 (``row_sums``); the sigmoid's δ_L holds for
+    any y, but outside [0, 1] the loss is unbounded below (``unit_interval``).
+    """
+    if loss.link is None:
+        return ""
+    return "row_sums" if loss.rowwise else "unit_interval"
+
+
+def accepted_activation_names(network: Network) -> list[str]:
+    """The names ``NN(sizes, activation)`` accepts: as ``--activation`` takes them."""
+    names = [a.name for a in network.activations]
+    chosen = names[:-1] if network.fused else names
+    accepted = [",".join(names)]
+    if chosen:
+        accepted.insert(0, ",".join(chosen))
+        if len(set(chosen)) == 1:
+            accepted.insert(0, chosen[0])
+    return list(dict.fromkeys(accepted))
+
+
+def _unpack_target(names: list[str], rest: str) -> str:
+    """The left side of ``names = ...`` at function level, as ``ruff format`` lays it out."""
+    inline = ", ".join(names)
+    if 4 + len(inline) + len(rest) <= LINE_LENGTH:
+        return inline
+    return "(\n" + "".join(f"        {name},\n" for name in names) + "    )"
+
+
+def _fast_fields(derivation: Derivation) -> dict[str, object]:
+    """Template fields of the in-place ``backprop`` (see ``planner``)."""
+    network = derivation.network
+    plan = planner.plan(derivation, NumpyCode(network), MatrixText(network))
+    names = ["ones", *(name for name, _ in plan.buffers)]
+    widths = [str(width) for _, width in plan.buffers]
+    layers = range(1, network.depth + 1)
+    return {
+        "plan": plan,
+        "workspace_targets": _unpack_target(names, " = ws[1]"),
+        "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
+        "new_grads_literal": tuple_literal(
+            [
+                f"(np.empty(W{layer}.shape, dtype), np.empty(b{layer}.shape, dtype))"
+                for layer in layers
+            ],
+            "        out = ",
+            "[]",
+            "        ",
+        ),
+    }

@@ -1,0 +1,42 @@
+"""The canonical names of a network's outputs: its command line and its module name."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .model import Network
+
+
+def spec_command(network: Network) -> str:
+    """The canonical command for this network's specification (no ``--name``)."""
+    parts = ["python -m derive --layers " + ",".join(map(str, network.sizes))]
+    names = [a.name for a in network.activations]
+    chosen = names[:-1] if network.fused else names  # a fused loss fixes the output layer
+    if chosen and set(chosen) != {"tanh"}:
+        parts.append("--activation " + (chosen[0] if len(set(chosen)) == 1 else ",".join(names)))
+    if network.loss.name != "l2":
+        parts.append(f"--loss {network.loss.name}")
+    return " ".join(parts)
+
+
+def command_line(network: Network, name: str) -> str:
+    """The canonical command that regenerates this module."""
+    command = spec_command(network)
+    return command if name == default_module_name(network) else f"{command} --name {name}"
+
+
+DEFAULT_NAME_LIMIT = 80
+"""Longest default module name spelled out in full; longer ones are shortened with a digest."""
+
+
+def default_module_name(network: Network) -> str:
+    """``mlp_20_50_10``; past ``DEFAULT_NAME_LIMIT`` characters ``mlp_118layers_3_to_3_<digest>``.
+
+    The digest is the first 12 hex digits of the SHA-256 of the widths
+    (``3,3,...,3``), so the name stays unique and always fits a file name.
+    """
+    name = "mlp_" + "_".join(map(str, network.sizes))
+    if len(name) <= DEFAULT_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(",".join(map(str, network.sizes)).encode()).hexdigest()[:12]
+    return f"mlp_{network.depth}layers_{network.sizes[0]}_to_{network.sizes[-1]}_{digest}"

@@ -1,0 +1,79 @@
+"""The numpy module's static runtime (backends/numpy/templates/runtime.py), included section by section."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from derive.backends.numpy import module as numpy_module
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = ROOT / "derive" / "backends" / "numpy" / "templates" / "runtime.py"
+
+
+def _ruff(*args: str) -> int:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    return subprocess.run([ruff, *args, "--config", str(ROOT / "pyproject.toml")]).returncode
+
+
+def test_runtime_file_is_linted_formatted_and_typed(tmp_path):
+    assert _ruff("check", "--no-cache", str(RUNTIME)) == 0
+    assert _ruff("format", "--check", "--no-cache", str(RUNTIME)) == 0
+    # type-checked as a lone file, away from the package (whose folder is named numpy)
+    copy = tmp_path / "runtime.py"
+    shutil.copy(RUNTIME, copy)
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(copy)]
+    result = subprocess.run(mypy, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
+def test_every_section_is_in_every_generated_module():
+    sections = numpy_module.runtime_sections()
+    assert set(sections) == {"checks", "arrays", "params_io", "workspace", "names"}
+    for path in (ROOT / "generated").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for name, body in sections.items():
+            assert body and body in text, (path.name, name)
+
+
+def test_a_changed_section_changes_the_rendered_module(monkeypatch):
+    """Negative control: the module really comes from runtime.py, not a copy in the template."""
+    from derive import spec
+    from derive.derivation import derive
+
+    real = numpy_module.template_source
+    marker = "# ---- runtime: names ----\n"
+
+    def edited(name: str) -> str:
+        text = real(name)
+        return text.replace(marker, marker + "_EDITED = 1\n\n\n") if name == "runtime.py" else text
+
+    derived = derive(spec.network("4,3"))
+    before = numpy_module.render(derived, "m")
+    monkeypatch.setattr(numpy_module, "template_source", edited)
+    after = numpy_module.render(derived, "m")
+    assert "_EDITED = 1" not in before and "_EDITED = 1" in after
+
+
+def test_a_missing_section_is_an_error(monkeypatch):
+    import jinja2
+
+    from derive import spec
+    from derive.derivation import derive
+
+    real = numpy_module.template_source
+    monkeypatch.setattr(
+        numpy_module,
+        "template_source",
+        lambda name: (
+            real(name).replace("# ---- runtime: names ----\n", "")
+            if name == "runtime.py"
+            else real(name)
+        ),
+    )
+    with pytest.raises(jinja2.UndefinedError):
+        numpy_module.render(derive(spec.network("4,3")), "m")
