@@ -22,7 +22,7 @@ import sympy as sp
 
 from .catalog import LossFunction, batch
 from .check import Check
-from .proof import _loss_matrix, identical, targets
+from .engine import _loss_matrix, identical, targets
 
 SHARDS = (2, 3, 1)
 """Shard sizes of the proof: unequal, so a weighting mistake cannot cancel out."""

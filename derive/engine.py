@@ -1,0 +1,173 @@
+"""The decision procedure's leaf: explicit loss matrices, fresh symbols for applied
+functions, and the entrywise decision ``identical``.
+
+``proof`` (the lemmas and the end-to-end check) and ``shards`` (the sum-of-shards
+lemma) both decide identities with it; it imports neither of them.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from . import catalog
+from .catalog import A, LossFunction, batch, outputs, target
+
+
+class GenericActivation(sp.Function):
+    """An arbitrary activation a_l, whose derivative is the arbitrary function Da_l.
+
+    (The step lemma's arbitrary upstream loss g of many arguments is one too.)
+
+    SymPy's chain rule applies to it as to any function; only the derivative
+    is an opaque applied function Da_l(arg) instead of the
+    ``Subs(Derivative(a_l(ξ), ξ), ξ, arg)`` an undefined function gets, which
+    SymPy builds and compares much more slowly (the end-to-end check runs
+    about twice as fast).  ``Atoms`` maps both a_l(arg) and Da_l(arg) to free
+    symbols, so an identity still has to hold for every a_l and every a_l'.
+    """
+
+    nargs = 1
+
+
+_GENERIC: dict[int, tuple[type[GenericActivation], sp.FunctionClass]] = {}
+
+
+def generic_activation(layer: int) -> tuple[type[GenericActivation], sp.FunctionClass]:
+    """(a_l, Da_l) for ``layer``, the same objects on every call."""
+    if layer not in _GENERIC:
+        derivative = sp.Function(f"Da_{layer}")
+
+        def fdiff(self: GenericActivation, argindex: int = 1) -> sp.Expr:
+            return derivative(self.args[0])
+
+        activation = type(f"a_{layer}", (GenericActivation,), {"fdiff": fdiff})
+        _GENERIC[layer] = (activation, derivative)
+    return _GENERIC[layer]
+
+
+def claimed_gradient(loss: LossFunction) -> sp.Expr:
+    """The loss gradient as the generated code computes it (fused: through the link's A)."""
+    if loss.gradient_from_output is None:
+        return loss.gradient
+    return loss.gradient_from_output.subs(A, loss.link.definition)
+
+
+def _loss_matrix(loss: LossFunction, p: sp.Matrix, y: sp.Matrix, gradient: bool) -> sp.Matrix:
+    """L (1x1) or its claimed gradient, on explicit matrices: p is Ŷ, or z_L if fused."""
+    dims = {batch: p.rows, outputs: p.cols}
+    formula = (claimed_gradient(loss) if gradient else loss.logit_entry).subs(dims)
+    if loss.rowwise:  # one row at a time: Z[1..n], T[1..n] are that row's entries
+        formula = formula.doit()
+
+        def at(r: int, c: int | None) -> sp.Expr:
+            names = {catalog.Z[col + 1]: p[r, col] for col in range(p.cols)}
+            names |= {catalog.T[col + 1]: y[r, col] for col in range(p.cols)}
+            here = formula if c is None else formula.subs(catalog.k, c + 1)
+            return here.subs(names, simultaneous=True)
+
+        if gradient:
+            return sp.Matrix(p.rows, p.cols, lambda r, c: at(r, c))
+        return sp.Matrix([[sum((at(r, None) for r in range(p.rows)), sp.Integer(0))]])
+    arg = loss.argument
+    if gradient:
+        return sp.Matrix(p.rows, p.cols, lambda r, c: formula.subs({arg: p[r, c], target: y[r, c]}))
+    total = sum(
+        (
+            formula.subs({arg: p[r, c], target: y[r, c]})
+            for r in range(p.rows)
+            for c in range(p.cols)
+        ),
+        sp.Integer(0),
+    )
+    return sp.Matrix([[total]])
+
+
+def targets(loss: LossFunction, rows: int, cols: int, assume: bool = True) -> sp.Matrix:
+    """Symbolic targets; under the loss's assumption (Σ_i y_i = 1), the last column is solved for."""
+    y = symbols_matrix("y", rows, cols)
+    if loss.assumption and assume:
+        for r in range(rows):
+            y[r, cols - 1] = 1 - sum(y[r, : cols - 1])
+    return y
+
+
+def symbols_matrix(name: str, rows: int, cols: int) -> sp.Matrix:
+    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}{j}", real=True))
+
+
+# --- the decision procedure --------------------------------------------------
+
+
+class Atoms:
+    """Maps applied undefined functions and their derivatives to fresh symbols.
+
+    Two atoms get the same symbol exactly when they are the same function (or
+    the same partial derivative of it) at structurally equal arguments.  Since
+    the fresh symbols are then free, ``expand(lhs - rhs) == 0`` holds only if
+    the identity holds for every function and every derivative value.
+    """
+
+    def __init__(self) -> None:
+        self._symbols: dict[tuple[object, ...], sp.Symbol] = {}
+        self._cache: dict[sp.Basic, sp.Basic] = {}
+
+    def _symbol(self, key: tuple[object, ...]) -> sp.Symbol:
+        if key not in self._symbols:
+            self._symbols[key] = sp.Symbol(f"_atom{len(self._symbols)}")
+        return self._symbols[key]
+
+    def __call__(self, expr: sp.Basic) -> sp.Basic:
+        if expr in self._cache:
+            return self._cache[expr]
+        result = self._map(expr)
+        self._cache[expr] = result
+        return result
+
+    def _partial(
+        self, applied: sp.Basic, var: sp.Basic, point: dict[sp.Basic, sp.Basic]
+    ) -> sp.Symbol:
+        if not isinstance(applied, AppliedUndef):
+            raise TypeError(f"unexpected derivative of {applied}")
+        args = applied.args
+        slot = args.index(var)
+        full = tuple(self(point.get(arg, arg)) for arg in args)
+        return self._symbol(("d", applied.func.__name__, slot, full))
+
+    def _map(self, expr: sp.Basic) -> sp.Basic:
+        if isinstance(expr, sp.Subs):
+            deriv = expr.expr
+            if (
+                not isinstance(deriv, sp.Derivative)
+                or len(deriv.variable_count) != 1
+                or deriv.variable_count[0][1] != 1
+            ):
+                raise TypeError(f"unexpected substituted derivative {expr}")
+            point = dict(zip(expr.variables, expr.point, strict=True))
+            return self._partial(deriv.expr, deriv.variables[0], point)
+        if isinstance(expr, sp.Derivative):
+            if len(expr.variable_count) != 1 or expr.variable_count[0][1] != 1:
+                raise TypeError(f"unexpected higher derivative {expr}")
+            return self._partial(expr.expr, expr.variables[0], {})
+        if isinstance(expr, (AppliedUndef, GenericActivation)):
+            return self._symbol(("f", expr.func.__name__, tuple(self(a) for a in expr.args)))
+        if not expr.args:
+            return expr
+        return expr.func(*(self(a) for a in expr.args))
+
+
+def identical(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
+    """Decide lhs == rhs entrywise, for every value of every undefined function."""
+    if lhs.shape != rhs.shape:
+        return False, f"shape {rhs.shape}, expected {lhs.shape}"
+    atoms = Atoms()
+    for i in range(lhs.rows):
+        for j in range(lhs.cols):
+            difference = sp.expand(atoms(lhs[i, j]) - atoms(rhs[i, j]))
+            # exp and log of the entries (the cross-entropies) make it a rational
+            # function in the exponentials, which ``cancel`` decides exactly.
+            if difference != 0 and difference.has(sp.exp, sp.log):
+                difference = sp.cancel(sp.together(difference))
+            if difference != 0:
+                return False, f"entry ({i}, {j}) differs"
+    return True, ""
