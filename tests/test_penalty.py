@@ -409,6 +409,17 @@ def test_cli_l2_refused_where_it_would_have_no_effect(tmp_path, capsys, monkeypa
     assert not any(tmp_path.iterdir())
 
 
+def test_train_cli_l2_derives_the_penalty_and_trains(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", "iris", "--layers", "4,5,3", "--epochs", "2", "--quiet"]
+    result = run_cli(capsys, *args, "--l2", "0.01")
+    assert result.returncode == 0, result.stderr
+    assert "plus the L2 penalty" in result.stdout
+    bad = run_cli(capsys, *args, "--l2", "-1")
+    assert bad.returncode == 2 and "--l2 must be a finite number >= 0" in bad.stderr
+
+
 def test_api_refuses_a_number_for_l2():
     with pytest.raises(ValueError, match="True or False"):
         derive.derive("3,2", l2=0.1)
