@@ -330,19 +330,20 @@ def test_generated_penalised_modules_pass_mypy_and_ruff(tmp_path):
 # --- training ------------------------------------------------------------------------------
 
 
-def test_fit_with_l2_is_sgd_with_coupled_weight_decay():
-    """The derived penalty through backprop and the optimizer's L2 are the same SGD steps."""
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_with_l2_is_the_optimizers_coupled_weight_decay(optimizer):
+    """The derived penalty through backprop and the optimizer's L2 take the same steps."""
     mod = derive.derive("4,8,3", "tanh", "l2", l2=True).module()
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((40, 4)), rng.uniform(-1, 1, (40, 3))
     a, b = mod.init_params(seed=0), mod.init_params(seed=0)
-    mod.fit(a, x, y, epochs=3, batch_size=8, optimizer="sgd", lr=0.05, l2=0.1, seed=1)
-    mod.fit(b, x, y, epochs=3, batch_size=8, optimizer="sgd", lr=0.05, weight_decay=0.1, seed=1)
+    mod.fit(a, x, y, epochs=3, batch_size=8, optimizer=optimizer, lr=0.05, l2=0.1, seed=1)
+    mod.fit(b, x, y, epochs=3, batch_size=8, optimizer=optimizer, lr=0.05, weight_decay=0.1, seed=1)
     for (wa, ba), (wb, bb) in zip(a, b, strict=True):
         np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(ba, bb, rtol=1e-12, atol=1e-14)
     c = mod.init_params(seed=0)
-    mod.fit(c, x, y, epochs=3, batch_size=8, optimizer="sgd", lr=0.05, seed=1)
+    mod.fit(c, x, y, epochs=3, batch_size=8, optimizer=optimizer, lr=0.05, seed=1)
     assert not np.allclose(c[0][0], a[0][0], rtol=1e-6)  # the penalty did something
 
 
