@@ -843,6 +843,14 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             rf"entry, $\lambda$ a symbol{on}, and the formulas expanded to the same polynomial; "
             r"a penalty on the biases or a factor $\lambda/2$ in the gradient is rejected.",
         )
+    if name == "penalty lemma, any width":
+        return (
+            "The penalty, any width",
+            r"$\partial / \partial (W_l)_{rs}$ of $\frac{\lambda}{2} \sum_{i,j} (W_l)_{ij}^2$ "
+            r"is $\lambda (W_l)_{rs}$ for widths $n_{l-1}$, $n_l$ and $\lambda$ all symbols: "
+            "the derivative of one entry by another is 1 when the indices agree and 0 "
+            "otherwise, which SymPy sums away.",
+        )
     if name == "step lemma, any width":
         return (
             "One layer, any width",

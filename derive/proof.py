@@ -61,7 +61,7 @@ from .expr import (
 )
 from .model import Network, Step
 from .report import plain
-from .symbolic_widths import check_step_lemma_symbolic
+from .symbolic_widths import check_penalty_symbolic, check_step_lemma_symbolic
 
 Env = dict[Var, sp.Matrix]
 
@@ -735,7 +735,7 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
         check_step_lemma_symbolic(),
     ]
     if network.l2:
-        checks.append(check_step_lemma(penalty=True))
+        checks += [check_step_lemma(penalty=True), check_penalty_symbolic()]
     checks.append(check_layers_are_lemma_instances(derivation))
     for act in dict.fromkeys(network.activations):
         checks.append(check_activation(act))

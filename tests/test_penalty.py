@@ -18,7 +18,7 @@ import pytest
 from cli_helpers import run_cli
 
 import derive
-from derive import model, penalty, proof, spec
+from derive import model, penalty, proof, spec, symbolic_widths
 from derive.backends.numpy import module as numpy_module
 from derive.derivation import Derivation, step_lemma_chain
 from derive.derivation import backward as backward_sweep
@@ -67,6 +67,12 @@ def test_penalty_lemma_is_proved_with_lambda_a_symbol():
     assert "λ a symbol" in check.method
 
 
+def test_penalty_any_width_is_proved_and_rejects_half_the_factor():
+    assert symbolic_widths.check_penalty_symbolic().ok
+    half = symbolic_widths.check_penalty_symbolic(penalty.lam / 2 * penalty.w)
+    assert not half.ok and "differs" in half.detail
+
+
 def test_penalty_lemma_rejects_half_the_factor():
     half = penalty.lam / 2 * penalty.w  # λ/2 W instead of λ W
     check = proof.check_step_lemma(penalty=True, penalty_gradient=half)
@@ -110,7 +116,7 @@ def test_verify_proves_every_identity_with_the_penalty(layers, activation, loss)
     checks = proof.verify(derive_identities(penalised(layers, activation, loss)))
     assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
     names = [c.name for c in checks]
-    assert "penalty lemma" in names and "end to end" in names
+    assert {"penalty lemma", "penalty lemma, any width", "end to end"} <= set(names)
     assert "penalty" in checks[-1].statement
 
 
