@@ -16,8 +16,8 @@ class NotProved(Exception):
 
 
 @functools.lru_cache(maxsize=64)
-def network_module(layers: str, activation: str, loss: str) -> ModuleType:
-    """The proved module for ``--layers``, ``--activation`` and ``--loss`` (cached).
+def network_module(layers: str, activation: str, loss: str, l2: bool = False) -> ModuleType:
+    """The proved module for ``--layers``, ``--activation``, ``--loss`` and ``--l2`` (cached).
 
     Raises ``spec.SpecError`` for a bad specification and ``NotProved`` if a
     proof fails.
@@ -25,6 +25,6 @@ def network_module(layers: str, activation: str, loss: str) -> ModuleType:
     from .api import ProofFailed, derive
 
     try:
-        return derive(layers, activation, loss).module()
+        return derive(layers, activation, loss, l2=l2).module()
     except ProofFailed as err:
         raise NotProved(str(err)) from None

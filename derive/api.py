@@ -231,13 +231,22 @@ def derive(
     activation: str | Sequence[str] = "tanh",
     loss: str = "l2",
     *,
+    l2: bool = False,
     name: str | None = None,
     end_to_end_depth: int = proof.END_TO_END_DEPTH,
 ) -> Derived:
-    """Derive and prove backpropagation for a network; see the module docstring."""
+    """Derive and prove backpropagation for a network; see the module docstring.
+
+    ``l2=True`` adds the penalty λ/2 Σ_l ‖W_l‖_F² to the loss (as ``--l2``).
+    """
     if not isinstance(loss, str):
         raise spec.SpecError(f"--loss {loss!r}: give the loss's name, e.g. 'l2'")
-    network = spec.network(_text(layers, "layers"), _text(activation, "activation"), loss)
+    if not isinstance(l2, bool):
+        raise spec.SpecError(
+            f"l2={l2!r}: give True or False (λ itself is an argument at run time, "
+            "backprop(..., l2=λ))"
+        )
+    network = spec.network(_text(layers, "layers"), _text(activation, "activation"), loss, l2)
     name = spec.check_module_name(naming.default_module_name(network) if name is None else name)
     derivation = derive_identities(network)
     checks = proof.verify(derivation, end_to_end_depth=end_to_end_depth)

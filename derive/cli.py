@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--loss", default="l2", metavar="NAME", help="the loss (default l2, the seed's)")
     p.add_argument(
+        "--l2",
+        action="store_true",
+        help="add the L2 penalty λ/2 Σ ‖W_l‖² to the loss: derived, proved and in the LaTeX; "
+        "the module's backprop, loss and fit take l2=λ (default 0)",
+    )
+    p.add_argument(
         "--target",
         choices=TARGETS,
         default="numpy",
@@ -170,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 NO_EFFECT = {
     "seed_check": (
         "layers",
+        "l2",
         "latex",
         "latex_out",
         "graph_out",
@@ -218,7 +225,11 @@ def run(argv: list[str] | None) -> int:
         raise UsageError("--json goes with --seed-check")
     if args.layers is None:
         raise UsageError("the following arguments are required: --layers")
-    network = spec.network(args.layers, args.activation, args.loss)
+    if args.l2 and args.target != "numpy":
+        raise UsageError(
+            f"--l2 is not supported by --target {args.target} yet; use the numpy target"
+        )
+    network = spec.network(args.layers, args.activation, args.loss, args.l2)
     name = spec.check_module_name(
         naming.default_module_name(network) if args.name is None else args.name
     )

@@ -24,6 +24,8 @@ from .expr import (
     Loss,
     LossGrad,
     MatMul,
+    Penalty,
+    PenaltyGrad,
     SumRows,
     Transpose,
     Var,
@@ -56,11 +58,18 @@ def pull(expr: Expr, adjoint: Expr, into: dict[Var, list[Expr]]) -> None:
         if adjoint != ONE:
             raise ValueError("the loss must be the end of the chain")
         pull(expr.pred, LossGrad(expr.pred, expr.target), into)
+    elif isinstance(expr, Penalty):
+        if adjoint != ONE:
+            raise ValueError("the penalty must be a term of the objective")
+        pull(expr.arg, PenaltyGrad(expr.arg), into)
     else:
         raise TypeError(f"no chain rule for {type(expr).__name__}")
 
 
 def _total(parts: list[Expr]) -> Expr:
+    """The sum of an adjoint's parts in the chain's order (the sweep collects them last
+    step first): ∂/∂W_l = a_{l-1}ᵀ δ_l + λ W_l, the penalty's part last."""
+    parts = parts[::-1]
     total = parts[0]
     for part in parts[1:]:
         total = Add(total, part)
@@ -108,16 +117,21 @@ class Derivation:
 
 
 def derive(network: Network) -> Derivation:
-    adjoints = backward(network.steps(), {model.LOSS: ONE})
+    seeds = {model.LOSS: ONE}
+    if network.l2:  # the objective L + P: ∂(L + P)/∂L = ∂(L + P)/∂P = 1
+        seeds[model.PENALTY] = ONE
+    adjoints = backward(network.steps() + network.penalty_steps(), seeds)
     deltas = {var.layer: adj for var, adj in adjoints.items() if var.kind == "z"}
     gradients = {p: adjoints[p] for p in network.parameters()}
     return Derivation(network, deltas, gradients)
 
 
-def step_lemma_chain(layer: int) -> tuple[list[Step], dict[Var, Expr]]:
+def step_lemma_chain(layer: int, penalty: bool = False) -> tuple[list[Step], dict[Var, Expr]]:
     """One generic layer fed by an arbitrary upstream gradient G = ∂L/∂z_l.
 
-    z_{l-1} is free; a_{l-1} = a(z_{l-1}); z_l = a_{l-1} W_l + b_l.
+    z_{l-1} is free; a_{l-1} = a(z_{l-1}); z_l = a_{l-1} W_l + b_l.  With
+    ``penalty`` the objective also holds λ/2 ‖W_l‖_F² (seeded with 1, as in
+    ``derive``).
     """
     below, here = layer - 1, layer
     steps = [
@@ -126,7 +140,11 @@ def step_lemma_chain(layer: int) -> tuple[list[Step], dict[Var, Expr]]:
             2 * here - 1, model.z(here), Add(MatMul(model.a(below), model.W(here)), model.b(here))
         ),
     ]
-    return steps, {model.z(here): model.INCOMING}
+    seeds: dict[Var, Expr] = {model.z(here): model.INCOMING}
+    if penalty:
+        steps.append(Step(2 * here + 1, model.PENALTY, Penalty(model.W(here))))
+        seeds[model.PENALTY] = ONE
+    return steps, seeds
 
 
 def output_lemma_chain(layer: int, fused: bool = False) -> tuple[list[Step], dict[Var, Expr]]:

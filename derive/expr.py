@@ -135,6 +135,26 @@ class LossGrad(Expr):
         return (self.pred, self.target)
 
 
+@dataclass(frozen=True)
+class Penalty(Expr):
+    """The scalar L2 penalty λ/2 ‖arg‖_F² of a weight matrix (``derive.penalty``)."""
+
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class PenaltyGrad(Expr):
+    """The penalty's gradient with respect to its matrix, λ ``arg``."""
+
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
 def rebuild(expr: Expr, children: tuple[Expr, ...]) -> Expr:
     """Return ``expr`` with its children replaced, in order."""
     if isinstance(expr, Var):

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from . import catalog, model
+from . import catalog, model, penalty
 from .check import Check, Status
 from .derivation import ONE, Derivation, backward, output_lemma_chain, pull, step_lemma_chain
 from .expr import (
@@ -33,6 +33,8 @@ from .expr import (
     Loss,
     LossGrad,
     MatMul,
+    Penalty,
+    PenaltyGrad,
     SumRows,
     Transpose,
     Var,
@@ -42,6 +44,8 @@ from .model import Network
 from .version import __version__
 
 LOSS = r"\mathcal{L}"
+OBJECTIVE = r"\mathcal{J}"
+"""With ``--l2``: the loss plus the penalty, 𝓛 + λ/2 Σ_l ‖W_l‖_F²."""
 """The loss's symbol; L is the depth."""
 
 YHAT = r"\hat{Y}"
@@ -215,6 +219,10 @@ class MatrixLatex:
             if self.network.fused:  # the loss reads z_L through its link: L(link(z_L), Y)
                 pred = self(Activate(self.network.depth, e.pred))
             return loss_formula(self.network, pred, self(e.target))
+        if isinstance(e, PenaltyGrad):
+            return rf"\lambda {self._factor(e.arg)}"
+        if isinstance(e, Penalty):
+            return rf"\frac{{\lambda}}{{2}} \lVert {self(e.arg)} \rVert_F^2"
         raise TypeError(f"cannot print {type(e).__name__}")
 
     def _factor(self, e: Expr, hadamard: bool = False) -> str:
@@ -557,7 +565,10 @@ def chain_products(network: Network, derivation: Derivation) -> str:
             factor = _partial(_f(first), pr.var(param))
             values.setdefault(factor, _local(pr_f, steps[first], param, factor))
             products.append(rf"{_partial(_f(top), pr.var(param))} &= " + " ".join(factors))
-            products.append(rf"&= {pr(derivation.unrolled(derivation.gradients[param]))}")
+            gradient = derivation.gradients[param]
+            if isinstance(gradient, Add) and isinstance(gradient.right, PenaltyGrad):
+                gradient = gradient.left  # the loss's part; the penalty's has its own section
+            products.append(rf"&= {pr(derivation.unrolled(gradient))}")
         groups.append(" \\\\\n".join(products))
     layers = shown_layers(network.depth)
     which = (
@@ -697,14 +708,42 @@ def layer_identities(derivation: Derivation) -> str:
     if depth > FULL_DEPTH:
         layers = [depth, depth - 1, 0, 1]  # 0 marks the elided middle
     rows = []
+    top = OBJECTIVE if network.l2 else LOSS
     for layer in layers:
         if layer == 0:
             rows.append(r"&\;\;\vdots")
             continue
         rows.append(rf"\delta_{{{layer}}} &= {pr(derivation.deltas[layer])}")
         for param in (model.W(layer), model.b(layer)):
-            rows.append(rf"{_partial(LOSS, pr.var(param))} &= {pr(derivation.gradients[param])}")
+            rows.append(rf"{_partial(top, pr.var(param))} &= {pr(derivation.gradients[param])}")
     return _align(rows)
+
+
+def penalty_section(derivation: Derivation) -> str:
+    """With ``--l2``: the objective, the penalty's own chain rule, and what it adds (else '')."""
+    network = derivation.network
+    if not network.l2:
+        return ""
+    names = {penalty.lam: r"\lambda", penalty.w: "w"}
+    entry, gradient = scalar(penalty.ENTRY, names), scalar(penalty.GRADIENT, names)
+    objective = [
+        rf"{OBJECTIVE} &= {LOSS} + \sum_{{l=1}}^{{L}} \frac{{\lambda}}{{2}} "
+        r"\lVert W_l \rVert_F^2 = "
+        rf"{LOSS} + \sum_{{l=1}}^{{L}} \sum_{{i,j}} {entry}\Big|_{{w = (W_l)_{{ij}}}}",
+        rf"\frac{{\partial}}{{\partial w}} \left({entry}\right) &= {gradient}",
+    ]
+    gradients = [
+        rf"{_partial(OBJECTIVE, 'W_l')} &= a_{{l-1}}^{{\top}} \delta_l + \lambda W_l",
+        rf"{_partial(OBJECTIVE, 'b_l')} &= \mathbf{{1}}^{{\top}} \delta_l",
+    ]
+    return (
+        "\\section*{The L2 penalty}\n"
+        "The objective adds an L2 penalty on the weights (not the biases) to the loss, "
+        "$\\lambda \\ge 0$ being a number given at run time:\n"
+        + _align(objective)
+        + "No $z_l$ enters the penalty, so every $\\delta_l$ above is unchanged; the chain "
+        "rule adds the penalty's gradient to each weight's:\n" + _align(gradients)
+    )
 
 
 # --- what was verified -----------------------------------------------------------------
@@ -738,6 +777,9 @@ PROOF_NOT_TEST = (
     "arbitrary function, so two sides that expand to the same polynomial (or whose difference "
     "simplifies to exactly 0) are equal for every value."
 )
+
+
+_PENALTY_TEXT = r" plus $\frac{\lambda}{2} \sum_l \lVert W_l \rVert_F^2$ ($\lambda$ a symbol)"
 
 
 def explain(check: Check, network: Network) -> tuple[str, str]:
@@ -784,6 +826,26 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             "and the activation an arbitrary function; SymPy's chain rule on matrices of free "
             f"symbols{on} and the formulas expanded to the same polynomial. "
             "It holds whatever the layers above compute.",
+        )
+    if name == "penalty lemma":
+        size = _sizes(r"m=(\d+), widths (\d+)->(\d+)", check.method)
+        on = rf" (batch {size[0]}, $n_{{l-1}} = {size[1]}$, $n_l = {size[2]}$)" if size else ""
+        return (
+            "One layer with the L2 penalty",
+            rf"With $\frac{{\lambda}}{{2}} \lVert W_l \rVert_F^2$ added to an arbitrary "
+            rf"function of $z_l$: $\partial {OBJECTIVE} / \partial W_l = a_{{l-1}}^{{\top}} G "
+            rf"+ \lambda W_l$, $\partial {OBJECTIVE} / \partial b_l = \mathbf{{1}}^{{\top}} G$ "
+            r"and $\delta_{l-1}$ as before. SymPy differentiated the sum written out entry by "
+            rf"entry, $\lambda$ a symbol{on}, and the formulas expanded to the same polynomial; "
+            r"a penalty on the biases or a factor $\lambda/2$ in the gradient is rejected.",
+        )
+    if name == "penalty lemma, any width":
+        return (
+            "The penalty, any width",
+            r"$\partial / \partial (W_l)_{rs}$ of $\frac{\lambda}{2} \sum_{i,j} (W_l)_{ij}^2$ "
+            r"is $\lambda (W_l)_{rs}$ for widths $n_{l-1}$, $n_l$ and $\lambda$ all symbols: "
+            "the derivative of one entry by another is 1 when the indices agree and 0 "
+            "otherwise, which SymPy sums away.",
         )
     if name == "step lemma, any width":
         return (
@@ -858,7 +920,8 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
         on = rf" (batch {size[0]}, widths ${size[1]}$)" if size else ""
         return (
             "The whole network at once",
-            f"SymPy differentiated the loss of the full {network.depth}-layer composition by "
+            f"SymPy differentiated the loss{_PENALTY_TEXT if network.l2 else ''} of the full "
+            f"{network.depth}-layer composition by "
             f"every entry of every weight and bias{on}, with a different arbitrary activation "
             "in each layer, and each result expanded to the same polynomial as the formulas. "
             "This catches what a layer-by-layer proof could miss, such as a wrong layer index "
@@ -970,6 +1033,7 @@ def document_body(derivation: Derivation, checks: list[Check], seed_check: bool 
         pattern(network),
         "Applying the factors from the table gives the recursive identities:\n",
         general_identities(network),
+        penalty_section(derivation),
         "For this network:\n",
         layer_identities(derivation),
         sum_of_shards_section(network),

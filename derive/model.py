@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .catalog import Activation, LossFunction
-from .expr import Activate, Add, Expr, Loss, MatMul, Var
+from .expr import Activate, Add, Expr, Loss, MatMul, Penalty, Var
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Step:
 
 
 LOSS = Var("L")
+PENALTY = Var("P")
+"""The L2 penalty λ/2 Σ_l ‖W_l‖_F², added to the loss with ``--l2``."""
 X = Var("a", 0)
 Y = Var("Y")
 INCOMING = Var("G")
@@ -64,6 +66,7 @@ class Network:
     sizes: tuple[int, ...]
     activations: tuple[Activation, ...]
     loss: LossFunction
+    l2: bool = False  # the objective is L + λ/2 Σ_l ‖W_l‖_F² (``--l2``)
 
     def __post_init__(self) -> None:
         if len(self.activations) != self.depth:
@@ -105,6 +108,18 @@ class Network:
         last = z(self.depth) if self.fused else a(self.depth)
         chain.append(Step(2 * self.depth + 1, LOSS, Loss(last, Y)))
         return chain
+
+    def penalty_steps(self) -> list[Step]:
+        """With ``l2``: P = λ/2 ‖W_1‖² + ... + λ/2 ‖W_L‖² (biases are not penalised); else none.
+
+        The objective is L + P: the derivation seeds both with ∂(L + P)/∂· = 1.
+        """
+        if not self.l2:
+            return []
+        total: Expr = Penalty(W(1))
+        for layer in range(2, self.depth + 1):
+            total = Add(total, Penalty(W(layer)))
+        return [Step(2 * self.depth + 2, PENALTY, total)]
 
     def parameters(self) -> list[Var]:
         """W_1, b_1, ..., W_L, b_L."""

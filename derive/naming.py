@@ -16,6 +16,8 @@ def spec_command(network: Network) -> str:
         parts.append("--activation " + (chosen[0] if len(set(chosen)) == 1 else ",".join(names)))
     if network.loss.name != "l2":
         parts.append(f"--loss {network.loss.name}")
+    if network.l2:
+        parts.append("--l2")
     return " ".join(parts)
 
 
@@ -33,10 +35,13 @@ def default_module_name(network: Network) -> str:
     """``mlp_20_50_10``; past ``DEFAULT_NAME_LIMIT`` characters ``mlp_118layers_3_to_3_<digest>``.
 
     The digest is the first 12 hex digits of the SHA-256 of the widths
-    (``3,3,...,3``), so the name stays unique and always fits a file name.
+    (``3,3,...,3``), so the name stays unique and always fits a file name.  With ``--l2`` the
+    name ends in ``_l2``: that module's ``backprop`` takes ``l2=λ``, so it does not replace
+    the module without the penalty.
     """
+    suffix = "_l2" if network.l2 else ""
     name = "mlp_" + "_".join(map(str, network.sizes))
     if len(name) <= DEFAULT_NAME_LIMIT:
-        return name
+        return name + suffix
     digest = hashlib.sha256(",".join(map(str, network.sizes)).encode()).hexdigest()[:12]
-    return f"mlp_{network.depth}layers_{network.sizes[0]}_to_{network.sizes[-1]}_{digest}"
+    return f"mlp_{network.depth}layers_{network.sizes[0]}_to_{network.sizes[-1]}_{digest}{suffix}"

@@ -24,11 +24,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
-from . import catalog, engine, model
+from . import catalog, engine, model, penalty
 from .catalog import (
     A,
     Activation,
@@ -49,13 +49,15 @@ from .expr import (
     Loss,
     LossGrad,
     MatMul,
+    Penalty,
+    PenaltyGrad,
     SumRows,
     Transpose,
     Var,
 )
-from .model import Network
+from .model import Network, Step
 from .report import plain
-from .symbolic_widths import check_step_lemma_symbolic
+from .symbolic_widths import check_penalty_symbolic, check_step_lemma_symbolic
 
 Env = dict[Var, sp.Matrix]
 
@@ -80,6 +82,7 @@ class Semantics:
     activation: Callable[[int], Callable[[sp.Expr], sp.Expr]]
     derivative: Callable[[int], Callable[[sp.Expr], sp.Expr]]
     loss: LossFunction
+    penalty_gradient: sp.Expr = penalty.GRADIENT  # λ w: how PenaltyGrad reads, entry by entry
 
 
 def generic_semantics(loss: LossFunction) -> Semantics:
@@ -129,7 +132,17 @@ def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
         if p.shape != y.shape:
             raise sp.ShapeError(f"prediction {p.shape} against target {y.shape}")
         return _loss_matrix(sem.loss, p, y, gradient=isinstance(expr, LossGrad))
+    if isinstance(expr, Penalty):
+        return sp.Matrix([[penalty_of([evaluate(expr.arg, env, sem)])]])
+    if isinstance(expr, PenaltyGrad):
+        gradient = sem.penalty_gradient
+        return evaluate(expr.arg, env, sem).applyfunc(lambda e: gradient.subs(penalty.w, e))
     raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+
+def penalty_of(weights: list[sp.Matrix]) -> sp.Expr:
+    """λ/2 Σ ‖W‖_F² on explicit matrices, from the definition of one entry's term."""
+    return sp.Add(*(penalty.ENTRY.subs(penalty.w, e) for matrix in weights for e in matrix))
 
 
 def _gradient(scalar: sp.Expr, entries: sp.Matrix) -> sp.Matrix:
@@ -212,11 +225,22 @@ def check_output_lemma(
     return Check("output lemma", statement, method, ok, time.perf_counter() - start, why)
 
 
-def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> Check:
+def check_step_lemma(
+    claims: dict[Var, Expr] | None = None,
+    layer: int = 2,
+    penalty: bool = False,
+    penalty_gradient: sp.Expr | None = None,
+) -> Check:
     """Induction step: for any upstream gradient G = ∂L/∂z_l,
-    δ_{l-1} = (G W_lᵀ) ⊙ a'(z_{l-1}), ∂L/∂W_l = a_{l-1}ᵀ G, ∂L/∂b_l = 1ᵀ G."""
+    δ_{l-1} = (G W_lᵀ) ⊙ a'(z_{l-1}), ∂L/∂W_l = a_{l-1}ᵀ G, ∂L/∂b_l = 1ᵀ G.
+
+    With ``penalty`` the objective is g(z_l) + λ/2 ‖W_l‖_F², written out from
+    ``derive.penalty``'s entry with λ a symbol, and ∂/∂W_l gains λ W_l (the
+    biases nothing).  ``penalty_gradient`` replaces λ w as the claimed
+    entry of PenaltyGrad (tests: a wrong factor must be rejected).
+    """
     start = time.perf_counter()
-    steps, seeds = step_lemma_chain(layer)
+    steps, seeds = step_lemma_chain(layer, penalty)
     if claims is None:
         claims = backward(steps, seeds)
         claims = {v: claims[v] for v in (model.z(layer - 1), model.W(layer), model.b(layer))}
@@ -227,6 +251,8 @@ def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> C
         model.b(layer): symbols_matrix("b", 1, n),
     }
     sem = generic_semantics(LossFunction("none", sp.Integer(0), "", ""))
+    if penalty_gradient is not None:
+        sem = replace(sem, penalty_gradient=penalty_gradient)
     for step in steps:
         env[step.target] = evaluate(step.expr, env, sem)
     # An arbitrary loss upstream: an arbitrary function g of every entry of
@@ -239,8 +265,21 @@ def check_step_lemma(claims: dict[Var, Expr] | None = None, layer: int = 2) -> C
 
     g = type("g", (GenericActivation,), {"nargs": m * n, "fdiff": fdiff})
     scalar = g(*upper)
+    if penalty:
+        scalar += penalty_of([env[model.W(layer)]])
     env[model.delta(layer)] = sp.Matrix(m, n, [d(*upper) for d in partials])
     ok, why = _compare(env, sem, claims, scalar)
+    if penalty:
+        return Check(
+            "penalty lemma",
+            "for any G = ∂L/∂z_l, with λ/2 ‖W_l‖² added: ∂/∂W_l = a_{l-1}ᵀ G + λ W_l, "
+            "∂/∂b_l = 1ᵀ G, δ_{l-1} unchanged",
+            f"exact: SymPy diff of g(z_l) + λ/2 Σ w_ij² for undefined g and a, λ a symbol, "
+            f"m={m}, widths {p}->{n}",
+            ok,
+            time.perf_counter() - start,
+            why,
+        )
     return Check(
         "step lemma",
         "for any G = ∂L/∂z_l: δ_{l-1} = (G W_lᵀ) ⊙ a'(z_{l-1}), ∂L/∂W_l = a_{l-1}ᵀ G, ∂L/∂b_l = 1ᵀ G",
@@ -260,7 +299,7 @@ def check_layers_are_lemma_instances(derivation: Derivation) -> Check:
     if derivation.deltas[network.depth] != backward(steps, seeds)[model.z(network.depth)]:
         problems.append(f"delta{network.depth} is not the output lemma")
     for layer in range(1, network.depth + 1):
-        lemma = backward(*step_lemma_chain(layer))
+        lemma = backward(*step_lemma_chain(layer, network.l2))
         for var in (model.W(layer), model.b(layer)):
             if derivation.gradients[var] != lemma[var]:
                 problems.append(f"dL/d{var.name} is not the step lemma")
@@ -271,7 +310,8 @@ def check_layers_are_lemma_instances(derivation: Derivation) -> Check:
         "the 1 layer instantiates the lemmas"
         if network.depth == 1
         else f"each of the {network.depth} layers instantiates the lemmas",
-        "structural: identical expression trees",
+        "structural: identical expression trees"
+        + (" (the penalty lemma for W_l)" if network.l2 else ""),
         not problems,
         time.perf_counter() - start,
         "; ".join(problems),
@@ -302,6 +342,23 @@ def _end_to_end_claims(derivation: Derivation) -> dict[Var, Expr]:
         claims[model.W(layer)] = derivation.gradients[model.W(layer)]
         claims[model.b(layer)] = derivation.gradients[model.b(layer)]
     return claims
+
+
+OBJECTIVE = Var("J")
+"""The penalised objective J = L + λ/2 Σ_l ‖W_l‖_F², end to end."""
+
+_PENALISED = " plus λ/2 Σ ‖W_l‖² (λ a symbol)"
+
+
+def _objective_steps(network: Network) -> list[Step]:
+    """With ``l2``: J = L + λ/2 ‖W_1‖² + ... + λ/2 ‖W_L‖², built here, apart from the model's
+    ``penalty_steps``, so that a penalty on the wrong parameters is caught."""
+    if not network.l2:
+        return []
+    total: Expr = model.LOSS
+    for layer in range(1, network.depth + 1):
+        total = Add(total, Penalty(model.W(layer)))
+    return [Step(2 * network.depth + 2, OBJECTIVE, total)]
 
 
 EXPAND_DEPTH = 3
@@ -338,11 +395,16 @@ def check_end_to_end(
     claims = _end_to_end_claims(derivation)
     # Each δ_l is evaluated and proved through the gradients of W_l and b_l
     # that use it (z_l's entries are expressions here, not symbols).
-    ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0], deltas_checked=False)
+    scalar = env[model.LOSS][0, 0]
+    if network.l2:  # the objective, written out here from the penalty's definition
+        scalar += penalty_of([env[model.W(layer)] for layer in range(1, network.depth + 1)])
+    ok, why = _compare(env, sem, claims, scalar, deltas_checked=False)
     return Check(
         "end to end",
-        f"all {2 * network.depth} parameter gradients of the depth-{network.depth} network",
-        f"exact: SymPy diff of the unrolled loss, batch {batch_size}, widths {widths}, a_l undefined",
+        f"all {2 * network.depth} parameter gradients of the depth-{network.depth} network"
+        + (" with the L2 penalty" if network.l2 else ""),
+        f"exact: SymPy diff of the unrolled loss{_PENALISED if network.l2 else ''}, "
+        f"batch {batch_size}, widths {widths}, a_l undefined",
         ok,
         time.perf_counter() - start,
         why,
@@ -360,7 +422,11 @@ def _check_end_to_end_field(
     widths, env = _end_to_end_inputs(network, batch_size)
     sem = generic_semantics(network.loss)
     graph = unrolled.build_graph(
-        network.steps(), env, network.parameters(), lambda e, env: evaluate(e, env, sem)
+        network.steps() + _objective_steps(network),
+        env,
+        network.parameters(),
+        lambda e, env: evaluate(e, env, sem),
+        objective=OBJECTIVE if network.l2 else model.LOSS,
     )
     sides = unrolled.Sides([], {})
     rhs_env = dict(graph.env)
@@ -380,7 +446,9 @@ def _check_end_to_end_field(
     if outcome is None:
         outcome = unrolled.decide(graph, sides, rng or random.SystemRandom())
     method = (
-        f"randomised exact: SymPy's partials of every explicit entry, chained in forward mode, "
+        f"randomised exact: SymPy's partials of every explicit entry"
+        f"{' of the loss plus λ/2 Σ ‖W_l‖², λ a symbol,' if network.l2 else ''}"
+        f" chained in forward mode, "
         f"against the formulas, both computed mod the prime 2**61-1 at {unrolled.TRIALS} "
         f"random points; batch {batch_size}, widths {widths}, a_l undefined; a wrong identity "
         f"passes with probability at most {unrolled.bound_text(outcome.error_bound)}"
@@ -388,7 +456,7 @@ def _check_end_to_end_field(
     return Check(
         "end to end",
         f"all {2 * network.depth} parameter gradients and {network.depth} deltas "
-        f"of the depth-{network.depth} network",
+        f"of the depth-{network.depth} network" + (" with the L2 penalty" if network.l2 else ""),
         method,
         outcome.ok,
         time.perf_counter() - start,
@@ -513,8 +581,10 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
         check_output_lemma(network),
         check_step_lemma(),
         check_step_lemma_symbolic(),
-        check_layers_are_lemma_instances(derivation),
     ]
+    if network.l2:
+        checks += [check_step_lemma(penalty=True), check_penalty_symbolic()]
+    checks.append(check_layers_are_lemma_instances(derivation))
     for act in dict.fromkeys(network.activations):
         checks.append(check_activation(act))
     checks.append(check_loss(network.loss))

@@ -191,8 +191,12 @@ def build_graph(
     env: dict[Var, sp.Matrix],
     parameters: list[Var],
     evaluate: Callable[[Expr, dict[Var, sp.Matrix]], sp.Matrix],
+    objective: Var = model.LOSS,
 ) -> Graph:
-    """Name every entry of every step's result; SymPy differentiates each definition locally."""
+    """Name every entry of every step's result; SymPy differentiates each definition locally.
+
+    ``objective`` is the step whose gradients are taken (the loss, or the loss plus a penalty).
+    """
     env = dict(env)
     wrt: set[sp.Symbol] = {s for p in parameters for s in env[p]}
     nodes: list[Node] = []
@@ -200,7 +204,7 @@ def build_graph(
     loss = sp.Symbol("L")
     for step in steps:
         value = evaluate(step.expr, env)
-        if step.target == model.LOSS:
+        if step.target == objective:
             names = sp.Matrix([[loss]])
         else:
             names = _names(step.target.name, value.rows, value.cols)

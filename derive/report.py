@@ -49,7 +49,7 @@ def title(network: Network) -> str:
     return (
         f"derive {__version__}: {'-'.join(map(str, network.sizes))} network, "
         f"{', '.join(acts)} {'activation' if len(acts) == 1 else 'activations'}, "
-        f"{network.loss.name} loss"
+        f"{network.loss.name} loss" + (" plus the L2 penalty λ/2 Σ‖W_l‖²" if network.l2 else "")
     )
 
 

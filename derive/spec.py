@@ -154,8 +154,9 @@ def shadowed_module(name: str) -> str | None:
     return None
 
 
-def network(layers: str, activation: str = "tanh", loss: str = "l2") -> Network:
+def network(layers: str, activation: str = "tanh", loss: str = "l2", l2: bool = False) -> Network:
+    """``l2``: the objective adds the penalty λ/2 Σ_l ‖W_l‖_F² (``--l2``)."""
     sizes = parse_layers(layers)
     loss_function = parse_loss(loss)
     acts = parse_activations(activation, len(sizes) - 1, loss_function.link)
-    return Network(sizes, acts, loss_function)
+    return Network(sizes, acts, loss_function, l2=bool(l2))

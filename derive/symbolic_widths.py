@@ -171,3 +171,37 @@ def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int 
         time.perf_counter() - start,
         "; ".join(problems),
     )
+
+
+def check_penalty_symbolic(gradient: sp.Expr | None = None) -> Check:
+    """∂/∂(W_l)_rs of λ/2 Σ_ij (W_l)_ij² is the derived penalty part's entry (r, s), all widths.
+
+    The derived part is the ``PenaltyGrad`` the chain rule puts into ∂/∂W_l of the penalised
+    step lemma; its entry is ``gradient`` (default ``penalty.GRADIENT``, λ w) at (W_l)_rs.
+    """
+    from . import penalty
+    from .expr import PenaltyGrad
+
+    start = time.perf_counter()
+    gradient = penalty.GRADIENT if gradient is None else gradient
+    weights = model.W(2)
+    derived = backward(*step_lemma_chain(2, penalty=True))[weights]
+    problems = []
+    if not (isinstance(derived, Add) and derived.right == PenaltyGrad(weights)):
+        problems.append(f"{weights.name}: the derived gradient has no penalty term")
+    base = sp.IndexedBase(weights.name)
+    i, j = sp.symbols("i j", integer=True, nonnegative=True)
+    u, t = sp.symbols("u t", integer=True, nonnegative=True)
+    total = sp.Sum(penalty.ENTRY.subs(penalty.w, base[i, j]), (j, 0, n - 1), (i, 0, p - 1))
+    lhs = sp.diff(total, base[r, s]).subs({p: r + 1 + u, n: s + 1 + t}).doit()
+    if sp.simplify(lhs - gradient.subs(penalty.w, base[r, s])) != 0:
+        problems.append(f"{weights.name}: differs")
+    return Check(
+        "penalty lemma, any width",
+        "∂/∂(W_l)_rs of λ/2 Σ_ij (W_l)_ij² = λ (W_l)_rs for symbolic n_{l-1}, n_l",
+        "exact: Indexed entries, Sum over symbolic ranges, KroneckerDelta summed by SymPy, "
+        "λ a symbol",
+        not problems,
+        time.perf_counter() - start,
+        "; ".join(problems),
+    )

@@ -57,7 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", help="default: softmax_cross_entropy, or l2 for regression data")
     p.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay on W (default 0)")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="the optimizer's weight decay on W (default 0)",
+    )
+    p.add_argument(
+        "--l2",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="the derived L2 penalty λ/2 Σ‖W_l‖² in the objective (derive --l2); default 0",
+    )
     p.add_argument("--epochs", type=int, default=50, help="epochs (default 50)")
     p.add_argument("--batch-size", type=int, default=32, help="minibatch size (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed for split, init and shuffling")
@@ -86,6 +98,8 @@ def _check_hyperparameters(args: argparse.Namespace) -> None:
         raise UsageError(f"--lr must be a finite number > 0, got {args.lr}")
     if not (0 <= args.weight_decay < float("inf")):
         raise UsageError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
+    if not (0 <= args.l2 < float("inf")):
+        raise UsageError(f"--l2 must be a finite number >= 0, got {args.l2}")
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
@@ -251,9 +265,10 @@ def run(argv: list[str]) -> int:
         f"{len(train)} train / {len(test)} test (seed {args.seed}), scaling {args.scale}"
     )
     started = time.perf_counter()
-    module = _build.network_module(args.layers, activation, loss)
+    module = _build.network_module(args.layers, activation, loss, args.l2 > 0)
     print(
-        f"derived and proved {'-'.join(map(str, sizes))} ({loss}) in {time.perf_counter() - started:.2f} s"
+        f"derived and proved {'-'.join(map(str, sizes))} ({loss}"
+        f"{' plus the L2 penalty' if args.l2 > 0 else ''}) in {time.perf_counter() - started:.2f} s"
     )
 
     params = module.init_params(seed=args.seed)
@@ -274,6 +289,7 @@ def run(argv: list[str]) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             optimizer=optimizer,
+            l2=args.l2,
             seed=args.seed,
             validation=(x_test, y_test),
             callback=report,

@@ -42,6 +42,9 @@ __all__ = [
 SIZES: tuple[int, ...] = (8, 16, 1)
 ACTIVATIONS: tuple[str, ...] = ("gelu", "sigmoid")
 LOSS: str = "sigmoid_binary_cross_entropy"
+L2_PENALTY: bool = False
+"""Whether the derivation includes the L2 penalty λ/2 Σ_l ‖W_l‖_F² (``--l2``): then
+``backprop``, ``loss`` and ``fit`` take ``l2=λ``."""
 
 Array = NDArray[np.floating]
 Params = list[tuple[Array, Array]]
@@ -366,6 +369,15 @@ def backprop(
     if ws[2] and len(_SPARE) < _MAX_SPARES:
         _SPARE.append(ws)
     return value, out
+
+
+def _penalised_backprop(
+    params: Params, x: Array, y: Array, out: Params | None, l2: float
+) -> tuple[float, Params]:
+    """``backprop`` with λ = ``l2`` for the training runtime (0 in a module without ``--l2``)."""
+    if l2:
+        raise ValueError(f"l2={l2!r}: this module was derived without the L2 penalty (--l2)")
+    return backprop(params, x, y, out)
 
 
 _WORKSPACE_WIDTHS = (16, 16, 16, 16, 1, 1, 1, 1)
@@ -1065,6 +1077,7 @@ def fit(
     optimizer: str | Optimizer = "adam",
     lr: float | None = None,
     weight_decay: float = 0.0,
+    l2: float = 0.0,
     seed: int | None = None,
     shuffle: bool = True,
     validation: tuple[Array, Array] | None = None,
@@ -1081,6 +1094,11 @@ def fit(
     ``validation=(x_val, y_val)``.  ``callback(epoch, history)`` runs after
     each epoch (1-based); if it returns True, training stops.
 
+    ``l2`` = λ makes the objective the mean loss per example plus the derived
+    penalty λ/2 Σ_l ‖W_l‖_F² (a module generated with ``--l2``): ``backprop``
+    returns a_{l-1}ᵀ δ_l + λ W_l, and ``loss``/``val_loss`` include the
+    penalty.  ``weight_decay`` is the optimizer's instead (see ``Optimizer``).
+
     Everything is checked before params change.  The same seed gives the
     same result bit for bit.  KeyboardInterrupt stops training and returns
     the history so far, params holding the last finished step.  A loss or
@@ -1089,6 +1107,12 @@ def fit(
     """
     per_example = _check_loss_known()
     dtype = _check_params(params)
+    l2 = _positive("l2", l2, allow_zero=True)
+    if l2 and not L2_PENALTY:
+        raise ValueError(
+            f"l2={l2!r}: this module was derived without the L2 penalty; generate it with "
+            "--l2, or use weight_decay (the optimizer's)"
+        )
     epochs = _whole("epochs", epochs, 1)
     batch_size = _whole("batch_size", batch_size, 1)
     if seed is not None:
@@ -1144,7 +1168,10 @@ def fit(
                 np.take(inputs, index, axis=0, out=xb, mode="clip")
                 np.take(targets, index, axis=0, out=yb, mode="clip")
                 start += size
-                value, _ = backprop(work, xb, yb, out=grads)
+                # per example: (L + λ m/2 Σ‖W‖²)/m = L/m + λ/2 Σ‖W‖², gradient mean + λ W
+                value, _ = _penalised_backprop(
+                    work, xb, yb, grads, l2 * size if per_example else l2
+                )
                 if per_example:
                     np.multiply(flat_grad, 1.0 / size, out=flat_grad)
                     value /= size
@@ -1163,8 +1190,11 @@ def fit(
                 history["accuracy"].append(_accuracy(params, inputs, targets))
             if checks is not None:
                 x_val, t_val = checks
-                val, _ = backprop(params, x_val, t_val)
-                history["val_loss"].append(val / x_val.shape[0] if per_example else val)
+                n_val = x_val.shape[0]
+                val, _ = _penalised_backprop(
+                    params, x_val, t_val, None, l2 * n_val if per_example else l2
+                )
+                history["val_loss"].append(val / n_val if per_example else val)
                 if _CLASSIFIER:
                     history["val_accuracy"].append(_accuracy(params, x_val, t_val))
             if verbose:
@@ -1234,8 +1264,12 @@ def _accuracy(params: Params, inputs: Array, targets: Array) -> float:
     return float(np.mean(np.all((y_hat > 0.5) == (targets > 0.5), axis=1)))
 
 
-def gradcheck(params: Params, x: Array, y: Array, h: float = 1e-6, atol: float = 1e-5) -> float:
+def gradcheck(
+    params: Params, x: Array, y: Array, h: float = 1e-6, atol: float = 1e-5, *, l2: float = 0.0
+) -> float:
     """The largest relative error of ``backprop``'s gradients against central differences.
+
+    ``l2`` = λ checks the penalised objective L + λ/2 Σ_l ‖W_l‖_F² (modules made with ``--l2``).
 
     Computed in float64 on copies, entry by entry: |g - n| / max(|g|, |n|,
     atol), with n = (L(θ+h) - L(θ-h))/2h.  Entries below ``atol`` (torch's
@@ -1246,10 +1280,11 @@ def gradcheck(params: Params, x: Array, y: Array, h: float = 1e-6, atol: float =
     _check_params(params)
     h = _positive("h", h)
     floor = _positive("atol", atol)
+    l2 = _positive("l2", l2, allow_zero=True)
     work: Params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in params]
     inputs = _as_inputs("x", x, np.dtype(np.float64))
     targets = _as_targets("y", y, inputs.shape[0], np.dtype(np.float64))
-    _, grads = backprop(work, inputs, targets)
+    _, grads = _penalised_backprop(work, inputs, targets, None, l2)
     worst = 0.0
     for arrays, derived in zip(work, grads, strict=True):
         for arr, grad in zip(arrays, derived, strict=True):
@@ -1257,9 +1292,9 @@ def gradcheck(params: Params, x: Array, y: Array, h: float = 1e-6, atol: float =
             for i in range(flat.size):
                 kept = flat[i]
                 flat[i] = kept + h
-                upper = backprop(work, inputs, targets)[0]
+                upper = _penalised_backprop(work, inputs, targets, None, l2)[0]
                 flat[i] = kept - h
-                lower = backprop(work, inputs, targets)[0]
+                lower = _penalised_backprop(work, inputs, targets, None, l2)[0]
                 flat[i] = kept
                 numeric = (upper - lower) / (2 * h)
                 analytic = float(flat_grad[i])

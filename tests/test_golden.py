@@ -15,7 +15,7 @@ from derive.derivation import derive
 
 def regenerate(path: Path) -> str:
     args = cli.build_parser().parse_args(header_command(path))
-    network = spec.network(args.layers, args.activation, args.loss)
+    network = spec.network(args.layers, args.activation, args.loss, args.l2)
     name = args.name or naming.default_module_name(network)
     assert name == path.stem, f"{path.name} header names module {name}"
     return numpy_module.render(derive(network), name)

@@ -25,6 +25,8 @@ from ..expr import (
     Loss,
     LossGrad,
     MatMul,
+    Penalty,
+    PenaltyGrad,
     SumRows,
     Transpose,
     Var,
@@ -175,6 +177,10 @@ class MatrixText:
             return "∂L/∂Ŷ"
         if isinstance(e, Loss):
             return f"L({self(e.pred)}, {self(e.target)})"
+        if isinstance(e, PenaltyGrad):
+            return f"λ {self._operand(e.arg)}"
+        if isinstance(e, Penalty):
+            return f"λ/2 ‖{self(e.arg)}‖²"
         raise TypeError(f"cannot print {type(e).__name__}")
 
     def _operand(self, e: Expr) -> str:

@@ -111,6 +111,8 @@ def render(derivation: Derivation, name: str) -> str:
             helpers=helpers(network),
             uses_batch=catalog.batch in loss.gradient.free_symbols
             or catalog.batch in loss.scale.free_symbols,
+            l2=network.l2,
+            penalty_half=planner.penalty_half(),
             **_fast_fields(derivation),
         )
     )

@@ -23,9 +23,20 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ... import catalog, model
+from ... import catalog, model, penalty
 from ...derivation import Derivation
-from ...expr import ActivateDeriv, Expr, Hadamard, LossGrad, MatMul, SumRows, Transpose, Var
+from ...expr import (
+    ActivateDeriv,
+    Add,
+    Expr,
+    Hadamard,
+    LossGrad,
+    MatMul,
+    PenaltyGrad,
+    SumRows,
+    Transpose,
+    Var,
+)
 from ...model import Network
 from ..python_source import code_name, formatted
 from .printer import scalar_code
@@ -159,6 +170,7 @@ class Plan:
     forward: tuple[Group, ...]
     loss: tuple[Group, ...]
     backward: tuple[Group, ...]
+    penalty: tuple[Group, ...] = ()  # with --l2: λ W_l into each ∂/∂W_l, λ/2 Σ ‖W_l‖² into L
 
 
 def _derivative_code(network: Network, layer: int, buf: str) -> list[str] | None:
@@ -240,10 +252,65 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
         for param in (model.W(layer), model.b(layer)):
             grad = derivation.gradients[param]
             target = f"d{code_name(param)}"
-            backward.append(
-                Group(f"∂L/∂{text(param)} = {text(grad)}", (_product(grad, target, printer),))
+            comment = f"∂L/∂{text(param)} = {text(grad)}"
+            data = _data_part(grad)
+            if data is not grad:
+                comment += f" ({text(grad.right)} is added below when λ > 0)"
+            backward.append(Group(comment, (_product(data, target, printer),)))
+    return Plan(
+        tuple(buffers),
+        _laid_out(forward),
+        _laid_out(loss_groups),
+        _laid_out(backward),
+        _penalty(derivation, text),
+    )
+
+
+def penalty_half() -> str:
+    """The c of the penalty's value c λ ‖W‖_F², as a literal (0.5), from its entry."""
+    half = sp.cancel(penalty.ENTRY / (penalty.lam * penalty.w**2))
+    if half.free_symbols:
+        raise ValueError(f"the penalty's entry is not c λ w²: {penalty.ENTRY}")
+    return _number(half)
+
+
+def _data_part(grad: Expr) -> Expr:
+    """a_{l-1}ᵀ δ_l of a_{l-1}ᵀ δ_l + λ W_l (the penalty's part is emitted apart); else ``grad``."""
+    if isinstance(grad, Add) and isinstance(grad.right, PenaltyGrad):
+        return grad.left
+    return grad
+
+
+def _penalty(derivation: Derivation, text: Printer) -> tuple[Group, ...]:
+    """With ``--l2``, run when λ > 0: each derived λ W_l added to ∂/∂W_l through a scratch
+    matrix (``decays[l-1]``), and the penalty's value λ/2 Σ ‖W_l‖_F² added to L.
+
+    The constants come from ``derive.penalty``: c λ W_l with c = ∂(entry)/∂w / (λ w), and
+    the value's λ/2 as the entry / (λ w²).
+    """
+    network = derivation.network
+    if not network.l2:
+        return ()
+    half = penalty_half()
+    factor = penalty.FACTOR
+    scale = "l2" if factor == 1 else f"{_number(factor)} * l2"
+    groups = []
+    for layer in range(network.depth, 0, -1):
+        grad = derivation.gradients[model.W(layer)]
+        if not (isinstance(grad, Add) and grad.right == PenaltyGrad(model.W(layer))):
+            raise ValueError(f"∂L/∂W{layer} has no penalty term: {text(grad)}")
+        w = text(model.W(layer))
+        groups.append(
+            Group(
+                f"∂L/∂{w} += {text(grad.right)}, and L += λ/2 ‖{w}‖_F²",
+                (
+                    f"np.multiply(W{layer}, {scale}, decays[{layer - 1}])",
+                    f"np.add(dW{layer}, decays[{layer - 1}], dW{layer})",
+                    f"value += {half} * l2 * float(np.vdot(W{layer}, W{layer}))",
+                ),
             )
-    return Plan(tuple(buffers), _laid_out(forward), _laid_out(loss_groups), _laid_out(backward))
+        )
+    return tuple(groups)
 
 
 def _laid_out(groups: list[Group]) -> tuple[Group, ...]:
