@@ -378,6 +378,7 @@ def backprop(
         np.copyto(g2, b2)
         np.add(z2, g2, z2)
     # f4 = Ŷ = a(z₂)
+    # lse2 = log Σ_k exp(z2_k) in each row, put on every column of g2
     np.logaddexp.reduce(z2, 1, None, lse2, keepdims=True)
     np.copyto(g2, lse2)
     np.subtract(z2, g2, a2)

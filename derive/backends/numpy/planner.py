@@ -128,6 +128,8 @@ def inplace(
         if not rows.ready:
             source = _atom(arg, names, constant)
             lines += [
+                f"# {rows.reduced} = log Σ_k exp({source}_k) in each row, put on every column "
+                f"of {rows.spread}",
                 f"np.logaddexp.reduce({source}, 1, None, {rows.reduced}, keepdims=True)",
                 f"np.copyto({rows.spread}, {rows.reduced})",
             ]
