@@ -317,9 +317,44 @@ def backprop(
         ((W1, b1),) = params
     if out is None:  # the gradients are made by the operations that compute them
         ((dW1, db1),) = _NO_GRADS
-    else:
-        _check_out(out, dtype, params, x, y)
-        ((dW1, db1),) = out
+    else:  # again one condition for the common case, else the step-by-step checks
+        try:
+            checked = fast and len(out) == 1
+            ((dW1, db1),) = out
+            owners = {id(dW1), id(db1)}
+            checked = (
+                checked
+                and len(owners) == 2
+                and type(dW1) is np.ndarray
+                and dW1.base is None
+                and dW1.dtype is dtype
+                and dW1.shape == (4, 3)
+                and dW1.flags.c_contiguous
+                and dW1.flags.writeable
+                and type(db1) is np.ndarray
+                and db1.base is None
+                and db1.dtype is dtype
+                and db1.shape == (1, 3)
+                and db1.flags.c_contiguous
+                and db1.flags.writeable
+                and id(x) not in owners
+                and id(x.base) not in owners
+                and (x.base is None or getattr(x.base, "base", 0) is None)
+                and id(y) not in owners
+                and id(y.base) not in owners
+                and (y.base is None or getattr(y.base, "base", 0) is None)
+                and id(W1) not in owners
+                and id(W1.base) not in owners
+                and (W1.base is None or getattr(W1.base, "base", 0) is None)
+                and id(b1) not in owners
+                and id(b1.base) not in owners
+                and (b1.base is None or getattr(b1.base, "base", 0) is None)
+            )
+        except (AttributeError, TypeError, ValueError):
+            checked = False
+        if not checked:
+            _check_out(out, dtype, params, x, y)
+            ((dW1, db1),) = out
     ws = _take_workspace(m, dtype)
     ones, a1, g1, delta1, c1, c2 = ws[1]
     # Forward pass: z_l is computed in a_l's buffer, then overwritten by a(z_l) unless

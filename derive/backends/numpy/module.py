@@ -162,7 +162,9 @@ def _fast_fields(derivation: Derivation) -> dict:
         "params_targets": _unpack_target(
             [f"(W{layer}, b{layer})" for layer in layers], " = params", 8
         ),
-        "out_targets": _unpack_target([f"(dW{layer}, db{layer})" for layer in layers], " = out", 8),
+        "out_targets": _unpack_target(
+            [f"(dW{layer}, db{layer})" for layer in layers], " = out", 12
+        ),
         "no_grads": _unpack_target(
             [f"(dW{layer}, db{layer})" for layer in layers], " = _NO_GRADS", 8
         ),
@@ -170,7 +172,48 @@ def _fast_fields(derivation: Derivation) -> dict:
             [f"(dW{layer}, db{layer})" for layer in layers], "        out = ", "[]", "        "
         ),
         "fast_conditions": _fast_conditions(network),
+        "owner_ids": tuple_literal(
+            [f"id({kind}{layer})" for layer in layers for kind in ("dW", "db")],
+            "            owners = ",
+            "{}",
+            "            ",
+        ),
+        "out_conditions": _out_conditions(network),
     }
+
+
+def _out_conditions(network: Network) -> list[str]:
+    """The common case of ``out``, one test each: what ``_check_out`` and
+    ``_surely_apart`` accept at once, inlined.
+
+    Every output owns its memory (so distinct outputs are disjoint); no input
+    is an output or a view of one, and every input's base, if any, owns its
+    memory.  Anything else goes to ``_check_out``.  (No tuple of ids is built:
+    a call with ``out=`` makes no objects beyond the small set ``owners``.)
+    """
+    sizes = network.sizes
+    conditions = [f"len(owners) == {2 * network.depth}"]
+    inputs = ["x", "y"]
+    for layer in range(1, network.depth + 1):
+        shapes = {"W": f"({sizes[layer - 1]}, {sizes[layer]})", "b": f"(1, {sizes[layer]})"}
+        for kind in "Wb":
+            name = f"d{kind}{layer}"
+            conditions += [
+                f"type({name}) is np.ndarray",
+                f"{name}.base is None",
+                f"{name}.dtype is dtype",
+                f"{name}.shape == {shapes[kind]}",
+                f"{name}.flags.c_contiguous",
+                f"{name}.flags.writeable",
+            ]
+            inputs.append(f"{kind}{layer}")
+    for name in inputs:
+        conditions += [
+            f"id({name}) not in owners",
+            f"id({name}.base) not in owners",
+            f'({name}.base is None or getattr({name}.base, "base", 0) is None)',
+        ]
+    return conditions
 
 
 def _fast_conditions(network: Network) -> list[str]:
