@@ -290,22 +290,86 @@ def backprop(
     NaN or inf in x, y or params propagates into the results; with
     ``check_finite=True`` they raise ``ValueError`` before any work instead.
     """
-    dtype, x, y = _batch(params, x, y, check_finite)
-    m = x.shape[0]
-    W1, b1 = params[0]
-    if out is None:
-        out = [(np.empty(W1.shape, dtype), np.empty(b1.shape, dtype))]
-    else:
-        _check_out(out, dtype, params, x, y)
-    dW1, db1 = out[0]
+    # Every check in one condition for the common case; anything else (or
+    # check_finite) goes through the step-by-step checks, which name what is wrong.
+    try:
+        m = x.shape[0]
+        dtype = x.dtype
+        ((W1, b1),) = params
+        fast = (
+            len(params) == 1
+            and (dtype is _FLOAT64 or dtype is _FLOAT32)
+            and type(x) is np.ndarray
+            and x.shape == (m, 4)
+            and type(y) is np.ndarray
+            and y.dtype is dtype
+            and y.shape == (m, 3)
+            and type(W1) is np.ndarray
+            and W1.dtype is dtype
+            and W1.shape == (4, 3)
+            and type(b1) is np.ndarray
+            and b1.dtype is dtype
+            and b1.shape == (1, 3)
+            and not check_finite
+        )
+    except (AttributeError, IndexError, TypeError, ValueError):
+        fast = False
+    if not fast:
+        dtype, x, y = _batch(params, x, y, check_finite)
+        m = x.shape[0]
+        ((W1, b1),) = params
+    if out is None:  # the gradients are made by the operations that compute them
+        ((dW1, db1),) = _NO_GRADS
+    else:  # again one condition for the common case, else the step-by-step checks
+        try:
+            checked = fast and len(out) == 1
+            ((dW1, db1),) = out
+            owners = {id(dW1), id(db1)}
+            checked = (
+                checked
+                and len(owners) == 2
+                and type(dW1) is np.ndarray
+                and dW1.base is None
+                and dW1.dtype is dtype
+                and dW1.shape == (4, 3)
+                and dW1.flags.c_contiguous
+                and dW1.flags.writeable
+                and type(db1) is np.ndarray
+                and db1.base is None
+                and db1.dtype is dtype
+                and db1.shape == (1, 3)
+                and db1.flags.c_contiguous
+                and db1.flags.writeable
+                and id(x) not in owners
+                and id(x.base) not in owners
+                and (x.base is None or getattr(x.base, "base", 0) is None)
+                and id(y) not in owners
+                and id(y.base) not in owners
+                and (y.base is None or getattr(y.base, "base", 0) is None)
+                and id(W1) not in owners
+                and id(W1.base) not in owners
+                and (W1.base is None or getattr(W1.base, "base", 0) is None)
+                and id(b1) not in owners
+                and id(b1.base) not in owners
+                and (b1.base is None or getattr(b1.base, "base", 0) is None)
+            )
+        except (AttributeError, TypeError, ValueError):
+            checked = False
+        if not checked:
+            _check_out(out, dtype, params, x, y)
+            ((dW1, db1),) = out
     ws = _take_workspace(m, dtype)
-    ones, a1, g1, delta1 = ws[1]
-    # Forward pass: z_l is computed in a_l's buffer (with b_l put on every row of g_l
-    # first), then overwritten by a(z_l) unless a'(z_l) needs z_l.
+    ones, a1, g1, delta1, c1, c2 = ws[1]
+    # Forward pass: z_l is computed in a_l's buffer, then overwritten by a(z_l) unless
+    # a'(z_l) needs z_l.  For m > 1, b_l is first put on every row of g_l (free until
+    # the backward pass): a broadcasting add would allocate an iterator buffer.
     # f1 = z₁ = X W₁ + b₁
     np.dot(x, W1, a1)
-    np.copyto(g1, b1)
-    np.add(a1, g1, a1)
+    if m == 1:
+        np.add(a1, b1, a1)
+    else:
+        np.copyto(g1, b1)
+        np.add(a1, g1, a1)
     # f2 = Ŷ = a(z₁)
     np.tanh(a1, a1)
     # L = l2 loss, from r = Ŷ − Y (kept in δ₁)
@@ -315,16 +379,18 @@ def backprop(
     # δ₁ = ∂L/∂Ŷ ⊙ a'(z₁)
     # g1 = a'(z1) = 1 - a1**2
     np.multiply(a1, a1, g1)
-    np.subtract(1.0, g1, g1)
+    np.subtract(c1, g1, g1)
     # ∂L/∂Ŷ = 2 * (a1 - y), with a1 - y already in delta1
-    np.multiply(delta1, 2.0, delta1)
+    np.multiply(delta1, c2, delta1)
     np.multiply(delta1, g1, delta1)
     # ∂L/∂W₁ = Xᵀ δ₁
-    np.dot(x.T, delta1, dW1)
-    # ∂L/∂b₁ = 1ᵀ δ₁
-    np.dot(ones, delta1, db1)
+    dW1 = np.dot(x.T, delta1, dW1)
+    # ∂L/∂b₁ = 1ᵀ δ₁ (= δ₁ itself when m = 1)
+    db1 = np.positive(delta1, db1) if m == 1 else np.dot(ones, delta1, db1)
     if ws[2] and len(_SPARE) < _MAX_SPARES:
         _SPARE.append(ws)
+    if out is None:
+        out = [(dW1, db1)]
     return value, out
 
 
@@ -337,11 +403,22 @@ def _penalised_backprop(
     return backprop(params, x, y, out)
 
 
+_NO_GRADS: list[tuple[Array | None, Array | None]] = [(None, None)] * 1
+"""The plain call's gradients before the operations that make them."""
+
+_FLOAT64, _FLOAT32 = np.dtype(np.float64), np.dtype(np.float32)
+"""The dtypes the fast check accepts, as the objects numpy gives every such array."""
+
+
 _WORKSPACE_WIDTHS = (3, 3, 3)
 """Widths of the workspace's (m, width) arrays, in the order ``backprop`` unpacks them."""
 
+_CONSTANTS: tuple[float, ...] = (1.0, 2.0)
+"""Numbers ``backprop`` uses as operands, held as 0-d arrays of the workspace's dtype
+after its arrays: a Python float is converted on every call."""
+
 Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
-"""((m, dtype), (ones, buffers...), whether to keep it for the next call)."""
+"""((m, dtype), (ones, buffers..., constants...), whether to keep it for the next call)."""
 
 _SPARE: list[Workspace] = []
 """Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
@@ -368,8 +445,9 @@ def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
         ws = None
     if ws is None or ws[0] != (m, dtype):
         buffers = [np.empty((m, n), dtype) for n in _WORKSPACE_WIDTHS]
+        constants = [np.array(value, dtype) for value in _CONSTANTS]
         keep = m * (1 + sum(_WORKSPACE_WIDTHS)) * dtype.itemsize <= _MAX_KEPT_BYTES
-        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers), keep)
+        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers, *constants), keep)
     return ws
 
 

@@ -318,52 +318,152 @@ def backprop(
     NaN or inf in x, y or params propagates into the results; with
     ``check_finite=True`` they raise ``ValueError`` before any work instead.
     """
-    dtype, x, y = _batch(params, x, y, check_finite)
-    m = x.shape[0]
-    W1, b1 = params[0]
-    W2, b2 = params[1]
-    if out is None:
-        out = [
-            (np.empty(W1.shape, dtype), np.empty(b1.shape, dtype)),
-            (np.empty(W2.shape, dtype), np.empty(b2.shape, dtype)),
-        ]
+    # Every check in one condition for the common case; anything else (or
+    # check_finite) goes through the step-by-step checks, which name what is wrong.
+    try:
+        m = x.shape[0]
+        dtype = x.dtype
+        (W1, b1), (W2, b2) = params
+        fast = (
+            len(params) == 2
+            and (dtype is _FLOAT64 or dtype is _FLOAT32)
+            and type(x) is np.ndarray
+            and x.shape == (m, 64)
+            and type(y) is np.ndarray
+            and y.dtype is dtype
+            and y.shape == (m, 10)
+            and type(W1) is np.ndarray
+            and W1.dtype is dtype
+            and W1.shape == (64, 32)
+            and type(b1) is np.ndarray
+            and b1.dtype is dtype
+            and b1.shape == (1, 32)
+            and type(W2) is np.ndarray
+            and W2.dtype is dtype
+            and W2.shape == (32, 10)
+            and type(b2) is np.ndarray
+            and b2.dtype is dtype
+            and b2.shape == (1, 10)
+            and not check_finite
+        )
+    except (AttributeError, IndexError, TypeError, ValueError):
+        fast = False
+    if not fast:
+        dtype, x, y = _batch(params, x, y, check_finite)
+        m = x.shape[0]
+        (W1, b1), (W2, b2) = params
     else:
-        _check_out(out, dtype, params, x, y)
-    dW1, db1 = out[0]
-    dW2, db2 = out[1]
+        _check_targets(y)
+    if out is None:  # the gradients are made by the operations that compute them
+        (dW1, db1), (dW2, db2) = _NO_GRADS
+    else:  # again one condition for the common case, else the step-by-step checks
+        try:
+            checked = fast and len(out) == 2
+            (dW1, db1), (dW2, db2) = out
+            owners = {id(dW1), id(db1), id(dW2), id(db2)}
+            checked = (
+                checked
+                and len(owners) == 4
+                and type(dW1) is np.ndarray
+                and dW1.base is None
+                and dW1.dtype is dtype
+                and dW1.shape == (64, 32)
+                and dW1.flags.c_contiguous
+                and dW1.flags.writeable
+                and type(db1) is np.ndarray
+                and db1.base is None
+                and db1.dtype is dtype
+                and db1.shape == (1, 32)
+                and db1.flags.c_contiguous
+                and db1.flags.writeable
+                and type(dW2) is np.ndarray
+                and dW2.base is None
+                and dW2.dtype is dtype
+                and dW2.shape == (32, 10)
+                and dW2.flags.c_contiguous
+                and dW2.flags.writeable
+                and type(db2) is np.ndarray
+                and db2.base is None
+                and db2.dtype is dtype
+                and db2.shape == (1, 10)
+                and db2.flags.c_contiguous
+                and db2.flags.writeable
+                and id(x) not in owners
+                and id(x.base) not in owners
+                and (x.base is None or getattr(x.base, "base", 0) is None)
+                and id(y) not in owners
+                and id(y.base) not in owners
+                and (y.base is None or getattr(y.base, "base", 0) is None)
+                and id(W1) not in owners
+                and id(W1.base) not in owners
+                and (W1.base is None or getattr(W1.base, "base", 0) is None)
+                and id(b1) not in owners
+                and id(b1.base) not in owners
+                and (b1.base is None or getattr(b1.base, "base", 0) is None)
+                and id(W2) not in owners
+                and id(W2.base) not in owners
+                and (W2.base is None or getattr(W2.base, "base", 0) is None)
+                and id(b2) not in owners
+                and id(b2.base) not in owners
+                and (b2.base is None or getattr(b2.base, "base", 0) is None)
+            )
+        except (AttributeError, TypeError, ValueError):
+            checked = False
+        if not checked:
+            _check_out(out, dtype, params, x, y)
+            (dW1, db1), (dW2, db2) = out
     ws = _take_workspace(m, dtype)
-    ones, a1, z1, g1, delta1, a2, z2, g2, delta2 = ws[1]
-    # Forward pass: z_l is computed in a_l's buffer (with b_l put on every row of g_l
-    # first), then overwritten by a(z_l) unless a'(z_l) needs z_l.
+    ones, a1, g1, delta1, a2, z2, g2, delta2, lse2, cm1, c0 = ws[1]
+    # Forward pass: z_l is computed in a_l's buffer, then overwritten by a(z_l) unless
+    # a'(z_l) needs z_l.  For m > 1, b_l is first put on every row of g_l (free until
+    # the backward pass): a broadcasting add would allocate an iterator buffer.
     # f1 = z₁ = X W₁ + b₁
-    np.dot(x, W1, z1)
-    np.copyto(g1, b1)
-    np.add(z1, g1, z1)
+    np.dot(x, W1, a1)
+    if m == 1:
+        np.add(a1, b1, a1)
+    else:
+        np.copyto(g1, b1)
+        np.add(a1, g1, a1)
     # f2 = a₁ = a(z₁)
-    a1[...] = np.maximum(0, z1)
+    np.maximum(c0, a1, out=a1)
     # f3 = z₂ = a₁ W₂ + b₂
     np.dot(a1, W2, z2)
-    np.copyto(g2, b2)
-    np.add(z2, g2, z2)
+    if m == 1:
+        np.add(z2, b2, z2)
+    else:
+        np.copyto(g2, b2)
+        np.add(z2, g2, z2)
     # f4 = Ŷ = a(z₂)
-    a2[...] = np.exp(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True))
-    # L = softmax_cross_entropy loss
-    value = float(np.sum(-(z2 - np.logaddexp.reduce(z2, axis=1, keepdims=True)) * y))
+    # lse2 = log Σ_k exp(z2_k) in each row, put on every column of g2
+    np.logaddexp.reduce(z2, 1, None, lse2, keepdims=True)
+    np.copyto(g2, lse2)
+    np.subtract(z2, g2, a2)
+    np.exp(a2, a2)
+    # L = softmax_cross_entropy loss, summed from its entries (left in δ₂)
+    np.subtract(z2, g2, delta2)
+    np.multiply(delta2, cm1, delta2)
+    np.multiply(delta2, y, delta2)
+    value = float(np.add.reduce(delta2, None))
     # Backward pass: the recursive identities, last layer first (g_l holds a'(z_l)).
     # δ₂ = ∂L/∂z₂ = Ŷ - Y
-    delta2[...] = a2 - y
+    np.subtract(a2, y, delta2)
     # ∂L/∂W₂ = a₁ᵀ δ₂
-    np.dot(a1.T, delta2, dW2)
-    # ∂L/∂b₂ = 1ᵀ δ₂
-    np.dot(ones, delta2, db2)
+    dW2 = np.dot(a1.T, delta2, dW2)
+    # ∂L/∂b₂ = 1ᵀ δ₂ (= δ₂ itself when m = 1)
+    db2 = np.positive(delta2, db2) if m == 1 else np.dot(ones, delta2, db2)
     # δ₁ = (δ₂ W₂ᵀ) ⊙ a'(z₁)
-    delta1[...] = delta2 @ W2.T * _relu_derivative(a1)
+    np.dot(delta2, W2.T, delta1)
+    # g1 = a'(z1) = np.where(a1 > 0, 1, 0).astype(a1.dtype)
+    np.heaviside(a1, c0, g1)
+    np.multiply(delta1, g1, delta1)
     # ∂L/∂W₁ = Xᵀ δ₁
-    np.dot(x.T, delta1, dW1)
-    # ∂L/∂b₁ = 1ᵀ δ₁
-    np.dot(ones, delta1, db1)
+    dW1 = np.dot(x.T, delta1, dW1)
+    # ∂L/∂b₁ = 1ᵀ δ₁ (= δ₁ itself when m = 1)
+    db1 = np.positive(delta1, db1) if m == 1 else np.dot(ones, delta1, db1)
     if ws[2] and len(_SPARE) < _MAX_SPARES:
         _SPARE.append(ws)
+    if out is None:
+        out = [(dW1, db1), (dW2, db2)]
     return value, out
 
 
@@ -376,11 +476,22 @@ def _penalised_backprop(
     return backprop(params, x, y, out)
 
 
-_WORKSPACE_WIDTHS = (32, 32, 32, 32, 10, 10, 10, 10)
+_NO_GRADS: list[tuple[Array | None, Array | None]] = [(None, None)] * 2
+"""The plain call's gradients before the operations that make them."""
+
+_FLOAT64, _FLOAT32 = np.dtype(np.float64), np.dtype(np.float32)
+"""The dtypes the fast check accepts, as the objects numpy gives every such array."""
+
+
+_WORKSPACE_WIDTHS = (32, 32, 32, 10, 10, 10, 10, 1)
 """Widths of the workspace's (m, width) arrays, in the order ``backprop`` unpacks them."""
 
+_CONSTANTS: tuple[float, ...] = (-1.0, 0.0)
+"""Numbers ``backprop`` uses as operands, held as 0-d arrays of the workspace's dtype
+after its arrays: a Python float is converted on every call."""
+
 Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
-"""((m, dtype), (ones, buffers...), whether to keep it for the next call)."""
+"""((m, dtype), (ones, buffers..., constants...), whether to keep it for the next call)."""
 
 _SPARE: list[Workspace] = []
 """Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
@@ -407,8 +518,9 @@ def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
         ws = None
     if ws is None or ws[0] != (m, dtype):
         buffers = [np.empty((m, n), dtype) for n in _WORKSPACE_WIDTHS]
+        constants = [np.array(value, dtype) for value in _CONSTANTS]
         keep = m * (1 + sum(_WORKSPACE_WIDTHS)) * dtype.itemsize <= _MAX_KEPT_BYTES
-        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers), keep)
+        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers, *constants), keep)
     return ws
 
 

@@ -88,6 +88,19 @@ def test_one_array_as_two_outputs_is_refused(one_to_five):
     assert not shared.any()
 
 
+def test_an_input_reading_an_output_through_a_buffer_is_refused(tanh_l2):
+    """x made by np.frombuffer over dW2's memory: its base is a memoryview, not dW2,
+    so only the step-by-step overlap check can see it; the fast check must not pass it."""
+    params, x, y = _data(tanh_l2)
+    out = [(np.zeros_like(w), np.zeros_like(b)) for w, b in params]
+    dw2 = out[1][0]  # 3 x 7: room for x's 4 x 5
+    aliased = np.frombuffer(memoryview(dw2), dtype=dw2.dtype)[: x.size].reshape(x.shape)
+    aliased[...] = x
+    with pytest.raises(ValueError, match="out's dW2 shares memory with x"):
+        tanh_l2.backprop(params, aliased, y, out=out)
+    np.testing.assert_array_equal(aliased, x)  # nothing was written
+
+
 def test_partly_overlapping_outputs_are_refused(tanh_l2):
     params, x, y = _data(tanh_l2)
     shapes = [(w.shape, b.shape) for w, b in params]

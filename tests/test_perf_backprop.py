@@ -75,6 +75,24 @@ def test_gradients_match_central_differences(small):
     assert fd_mismatch(small.loss, params, x, y, grads) < 1e-7
 
 
+@pytest.mark.parametrize("use_out", [False, True])
+def test_one_row_path_matches_central_differences(small, use_out):
+    """m = 1 takes its own statements (b_l added directly, 1ᵀδ as δ itself): right too,
+    with nonzero biases so that a bias added twice or not at all would show."""
+    params = small.init_params(seed=13)
+    for _, b in params:
+        b += np.random.default_rng(13).standard_normal(b.shape)
+    x, y = data(small.SIZES, 1, seed=13)
+    out = [(np.empty_like(w), np.empty_like(b)) for w, b in params] if use_out else None
+    value, grads = small.backprop(params, x, y, out)
+    assert value == pytest.approx(small.loss(params, x, y))
+    assert fd_mismatch(small.loss, params, x, y, grads) < 1e-7
+    _, rows = small.backprop(params, np.repeat(x, 3, axis=0), np.repeat(y, 3, axis=0))
+    for (dw, db), (rw, rb) in zip(grads, rows, strict=True):  # three equal rows: 3x the grads
+        np.testing.assert_allclose(3 * dw, rw, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(3 * db, rb, rtol=1e-12, atol=1e-14)
+
+
 def test_finite_difference_check_rejects_a_wrong_gradient(small):
     params = small.init_params(seed=1)
     x, y = data(small.SIZES, 5)

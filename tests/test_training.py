@@ -235,6 +235,31 @@ def test_training_step_allocates_no_array(name):
     assert peak_of(step) < 4096
 
 
+def _onehot(rng, m: int, n: int):
+    return np.eye(n)[rng.integers(0, n, m)]
+
+
+@pytest.mark.parametrize(
+    ("activation", "loss"),
+    [("relu", "softmax_cross_entropy"), ("relu", "l2"), ("tanh", "softmax_cross_entropy")],
+)
+def test_training_step_allocates_no_array_for_relu_and_softmax(activation, loss):
+    """relu in place (np.maximum, Heaviside's step for a'), softmax's log-sum-exp once
+    into a row buffer and reused by the loss: no temporaries in the step.  (The row-sum
+    check of the targets makes (m,) arrays: 64 floats each, far below one weight matrix.)"""
+    m = module("96,256,192", activation, loss)
+    params = m.init_params(seed=3)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 96)), _onehot(rng, 64, 192)
+    opt = m.make_optimizer("adam", params)
+
+    def step():
+        m.backprop(opt.working_params, x, y, out=opt.grads)
+        opt._step()
+
+    assert peak_of(step) < 4096
+
+
 def test_allocation_check_sees_a_naive_update():
     """Negative control: an update written with temporaries is caught."""
     m = module("96,256,192")

@@ -95,12 +95,6 @@ def render(derivation: Derivation, name: str) -> str:
             loss_name=loss.name,
             loss_summary=loss.summary,
             loss_code=formatted(NumpyCode(network)(network.steps()[-1].expr)),
-            grads_literal=tuple_literal(
-                [f"(dW{layer}, db{layer})" for layer in range(1, network.depth + 1)],
-                "return value, ",
-                "[]",
-                "    ",
-            ),
             forward=forward_lines(network),
             loss_forward=forward_lines(network)[: -1 if network.fused else None],
             target_check=_target_check(loss),
@@ -141,32 +135,113 @@ def accepted_activation_names(network: Network) -> list[str]:
     return list(dict.fromkeys(accepted))
 
 
-def _unpack_target(names: list[str], rest: str) -> str:
-    """The left side of ``names = ...`` at function level, as ``ruff format`` lays it out."""
+def _unpack_target(names: list[str], rest: str, indent: int = 4) -> str:
+    """The left side of ``names = ...`` indented by ``indent``, as ``ruff format`` lays it out."""
     inline = ", ".join(names)
-    if 4 + len(inline) + len(rest) <= LINE_LENGTH:
+    if len(names) == 1 and names[0].startswith("("):  # one (W1, b1) pair: a 1-tuple of it
+        inline = f"({inline},)"
+    if indent + len(inline) + len(rest) <= LINE_LENGTH:
         return inline
-    return "(\n" + "".join(f"        {name},\n" for name in names) + "    )"
+    inner = " " * (indent + 4)
+    return "(\n" + "".join(f"{inner}{name},\n" for name in names) + " " * indent + ")"
 
 
 def _fast_fields(derivation: Derivation) -> dict[str, object]:
     """Template fields of the in-place ``backprop`` (see ``planner``)."""
     network = derivation.network
     plan = planner.plan(derivation, NumpyCode(network), MatrixText(network))
-    names = ["ones", *(name for name, _ in plan.buffers)]
+    constants = [name for value in plan.constants if (name := planner.constant_name(value))]
+    names = ["ones", *(name for name, _ in plan.buffers), *constants]
     widths = [str(width) for _, width in plan.buffers]
     layers = range(1, network.depth + 1)
     return {
         "plan": plan,
         "workspace_targets": _unpack_target(names, " = ws[1]"),
         "workspace_widths": tuple_literal(widths, "_WORKSPACE_WIDTHS = "),
-        "new_grads_literal": tuple_literal(
-            [
-                f"(np.empty(W{layer}.shape, dtype), np.empty(b{layer}.shape, dtype))"
-                for layer in layers
-            ],
-            "        out = ",
-            "[]",
-            "        ",
+        "constants_literal": tuple_literal(
+            [repr(value) for value in plan.constants], "_CONSTANTS: tuple[float, ...] = "
         ),
+        "params_targets": _unpack_target(
+            [f"(W{layer}, b{layer})" for layer in layers], " = params", 8
+        ),
+        "out_targets": _unpack_target(
+            [f"(dW{layer}, db{layer})" for layer in layers], " = out", 12
+        ),
+        "no_grads": _unpack_target(
+            [f"(dW{layer}, db{layer})" for layer in layers], " = _NO_GRADS", 8
+        ),
+        "grads_literal": tuple_literal(
+            [f"(dW{layer}, db{layer})" for layer in layers], "        out = ", "[]", "        "
+        ),
+        "fast_conditions": _fast_conditions(network),
+        "owner_ids": tuple_literal(
+            [f"id({kind}{layer})" for layer in layers for kind in ("dW", "db")],
+            "            owners = ",
+            "{}",
+            "            ",
+        ),
+        "out_conditions": _out_conditions(network),
     }
+
+
+def _out_conditions(network: Network) -> list[str]:
+    """The common case of ``out``, one test each: what ``_check_out`` and
+    ``_surely_apart`` accept at once, inlined.
+
+    Every output owns its memory (so distinct outputs are disjoint); no input
+    is an output or a view of one, and every input's base, if any, owns its
+    memory.  Anything else goes to ``_check_out``.  (No tuple of ids is built:
+    a call with ``out=`` makes no objects beyond the small set ``owners``.)
+    """
+    sizes = network.sizes
+    conditions = [f"len(owners) == {2 * network.depth}"]
+    inputs = ["x", "y"]
+    for layer in range(1, network.depth + 1):
+        shapes = {"W": f"({sizes[layer - 1]}, {sizes[layer]})", "b": f"(1, {sizes[layer]})"}
+        for kind in "Wb":
+            name = f"d{kind}{layer}"
+            conditions += [
+                f"type({name}) is np.ndarray",
+                f"{name}.base is None",
+                f"{name}.dtype is dtype",
+                f"{name}.shape == {shapes[kind]}",
+                f"{name}.flags.c_contiguous",
+                f"{name}.flags.writeable",
+            ]
+            inputs.append(f"{kind}{layer}")
+    for name in inputs:
+        conditions += [
+            f"id({name}) not in owners",
+            f"id({name}.base) not in owners",
+            f'({name}.base is None or getattr({name}.base, "base", 0) is None)',
+        ]
+    return conditions
+
+
+def _fast_conditions(network: Network) -> list[str]:
+    """The common case of ``backprop``'s inputs, one test each, for one inlined condition.
+
+    Only exact types and the dtypes' canonical objects pass (``is``): anything
+    else goes to the step-by-step checks, which accept what they can and name
+    what they cannot.
+    """
+    sizes = network.sizes
+    conditions = [
+        f"len(params) == {network.depth}",
+        "(dtype is _FLOAT64 or dtype is _FLOAT32)",
+        "type(x) is np.ndarray",
+        f"x.shape == (m, {sizes[0]})",
+        "type(y) is np.ndarray",
+        "y.dtype is dtype",
+        f"y.shape == (m, {sizes[-1]})",
+    ]
+    for layer in range(1, network.depth + 1):
+        shapes = {"W": f"({sizes[layer - 1]}, {sizes[layer]})", "b": f"(1, {sizes[layer]})"}
+        for kind in "Wb":
+            name = f"{kind}{layer}"
+            conditions += [
+                f"type({name}) is np.ndarray",
+                f"{name}.dtype is dtype",
+                f"{name}.shape == {shapes[kind]}",
+            ]
+    return conditions

@@ -18,6 +18,7 @@ merely not allocation-free.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,57 +62,162 @@ def _number(value: sp.Expr) -> str:
     return repr(float(value))
 
 
+def constant_name(value: float) -> str | None:
+    """The name of the 0-d array holding ``value`` in the workspace (``two`` for 2.0),
+    or None for a value without a short name (it stays a literal)."""
+    text = repr(float(value))
+    if not re.fullmatch(r"-?\d+\.\d+", text):
+        return None
+    return "c" + text.replace("-", "m").replace(".", "p").removesuffix("p0")
+
+
+def constant_value(name: str) -> float:
+    """The value ``constant_name`` named."""
+    text = name.removeprefix("c").replace("m", "-").replace("p", ".")
+    return float(text)
+
+
+_CONSTANT = re.compile(r"\bcm?\d+(?:p\d+)?\b")
+"""A constant's name (``constant_name``) inside a statement."""
+
+
+def constants_in(statements: list[str]) -> list[float]:
+    """The constants named in ``statements``, in increasing order, each once."""
+    found = {constant_value(name) for s in statements for name in _CONSTANT.findall(s)}
+    return sorted(found)
+
+
 class Unsupported(Exception):
     """A formula the in-place compiler does not handle; the caller falls back."""
 
 
-def inplace(expr: sp.Expr, names: dict[sp.Symbol, str], buf: str) -> list[str]:
+Constant = Callable[[sp.Expr], str]
+"""How a number is written as an operand: a literal (``_number``) or an array's name."""
+
+
+def as_array(value: sp.Expr) -> str:
+    """A number as the workspace's 0-d array of it (a ufunc converts a Python float
+    on every call, which costs as much as the call on a small batch)."""
+    return constant_name(float(value)) or _number(value)
+
+
+ROWS = sp.Symbol("rows")
+"""Stands for a row-wise reduction (LogSumExp) of z inside a formula being compiled."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Where a row-wise reduction goes: ``reduced``, an (m, 1) buffer, then copied
+    onto every column of ``spread``, an (m, n) buffer (a ufunc broadcasting an
+    (m, 1) operand allocates an iterator buffer; ``np.copyto`` does not).
+    ``ready``: an earlier statement left it there, so it is not computed again."""
+
+    reduced: str
+    spread: str
+    ready: bool = False
+
+
+def inplace(
+    expr: sp.Expr,
+    names: dict[sp.Basic, str],
+    buf: str,
+    constant: Constant = _number,
+    rows: Rows | None = None,
+) -> list[str]:
     """Statements that leave the entrywise ``expr`` in array ``buf``.
 
-    ``names`` maps the formula's symbols to arrays.  Raises ``Unsupported``
-    when the formula needs more than one buffer or an unknown function.
+    ``names`` maps the formula's symbols (and indexed bases) to arrays.  A
+    row-wise ``LogSumExp`` of one array is allowed given ``rows``.  Numbers
+    are written by ``constant``.  Raises ``Unsupported`` when the formula
+    needs more than one buffer or an unknown function.
     """
-    if expr.is_Symbol:
-        return [f"np.copyto({buf}, {_atom(expr, names)})"]
+    lines: list[str] = []
+    for lse in sorted(expr.atoms(catalog.LogSumExp), key=str):
+        (arg,) = lse.args
+        if rows is None or ROWS in names or not _is_atom(arg, names):
+            raise Unsupported(str(lse))
+        if not rows.ready:
+            source = _atom(arg, names, constant)
+            lines += [
+                f"# {rows.reduced} = log Σ_k exp({source}_k) in each row, put on every column "
+                f"of {rows.spread}",
+                f"np.logaddexp.reduce({source}, 1, None, {rows.reduced}, keepdims=True)",
+                f"np.copyto({rows.spread}, {rows.reduced})",
+            ]
+        expr = expr.subs(lse, ROWS)
+        names = {**names, ROWS: rows.spread}
+    if _is_atom(expr, names) and not expr.is_Number:
+        return [*lines, f"np.copyto({buf}, {_atom(expr, names, constant)})"]
     if expr.is_Number:
-        return [f"{buf}.fill({_number(expr)})"]
-    return _into(expr, names, buf)
+        return [*lines, f"{buf}.fill({_number(expr)})"]
+    return [*lines, *_into(expr, names, buf, constant)]
 
 
-def _atom(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
-    if expr.is_Symbol and expr in names:
-        return names[expr]
+def _atom(expr: sp.Expr, names: dict[sp.Basic, str], constant: Constant = _number) -> str:
     if expr.is_Number and expr.is_real:
-        return _number(expr)
+        return constant(expr)
+    key = expr.base if isinstance(expr, sp.Indexed) else expr
+    if key in names:
+        return names[key]
     raise Unsupported(str(expr))
 
 
-def _is_atom(expr: sp.Expr, names: dict[sp.Symbol, str]) -> bool:
-    return (expr.is_Symbol and expr in names) or (expr.is_Number and expr.is_real)
+def _is_atom(expr: sp.Expr, names: dict[sp.Basic, str]) -> bool:
+    if expr.is_Number:
+        return bool(expr.is_real)
+    key = expr.base if isinstance(expr, sp.Indexed) else expr
+    return (key.is_Symbol or isinstance(key, sp.IndexedBase)) and key in names
 
 
-def _into(expr: sp.Expr, names: dict[sp.Symbol, str], buf: str) -> list[str]:
+def _into(expr: sp.Expr, names: dict[sp.Basic, str], buf: str, constant: Constant) -> list[str]:
     """Compile a compound ``expr`` into ``buf`` (which it may overwrite freely)."""
     if expr.func in UFUNCS and len(expr.args) == 1:
         (arg,) = expr.args
         if _is_atom(arg, names):
-            return [f"np.{UFUNCS[expr.func]}({_atom(arg, names)}, {buf})"]
-        return [*_into(arg, names, buf), f"np.{UFUNCS[expr.func]}({buf}, {buf})"]
+            return [f"np.{UFUNCS[expr.func]}({_atom(arg, names, constant)}, {buf})"]
+        return [*_into(arg, names, buf, constant), f"np.{UFUNCS[expr.func]}({buf}, {buf})"]
+    if expr.func in (sp.Max, sp.Min) and len(expr.args) == 2:
+        if all(_is_atom(arg, names) for arg in expr.args):
+            ufunc = "maximum" if expr.func is sp.Max else "minimum"
+            left, right = (_atom(arg, names, constant) for arg in expr.args)
+            # out= by keyword: numpy deprecates a positional out for these two
+            return [f"np.{ufunc}({left}, {right}, out={buf})"]
+    if isinstance(expr, sp.Piecewise) and len(expr.args) == 2:
+        (upper, cond), (lower, other) = expr.args
+        # 1 where X > 0, else 0: Heaviside's step with H(0) = 0
+        if (
+            other == sp.true
+            and upper == 1
+            and lower == 0
+            and isinstance(cond, sp.StrictGreaterThan)
+            and cond.rhs == 0
+            and _is_atom(cond.lhs, names)
+        ):
+            zero = constant(sp.Integer(0))
+            return [f"np.heaviside({_atom(cond.lhs, names, constant)}, {zero}, {buf})"]
     if expr.is_Pow and expr.exp == 2 and _is_atom(expr.base, names):
-        base = _atom(expr.base, names)
+        base = _atom(expr.base, names, constant)
         return [f"np.multiply({base}, {base}, {buf})"]
     if expr.is_Pow and expr.exp == -1:
+        one = constant(sp.Integer(1))
         if _is_atom(expr.base, names):
-            return [f"np.divide(1.0, {_atom(expr.base, names)}, {buf})"]
-        return [*_into(expr.base, names, buf), f"np.divide(1.0, {buf}, {buf})"]
+            return [f"np.divide({one}, {_atom(expr.base, names, constant)}, {buf})"]
+        return [*_into(expr.base, names, buf, constant), f"np.divide({one}, {buf}, {buf})"]
     if expr.is_Add:
-        return _fold(expr, names, buf, "add", "subtract")
+        return _fold(expr, names, buf, "add", "subtract", constant)
     if expr.is_Mul:
-        return _fold(expr, names, buf, "multiply", "divide")
+        return _fold(expr, names, buf, "multiply", "divide", constant)
     raise Unsupported(str(expr))
 
 
-def _fold(expr: sp.Expr, names: dict[sp.Symbol, str], buf: str, op: str, inverse: str) -> list[str]:
+def _fold(
+    expr: sp.Expr,
+    names: dict[sp.Basic, str],
+    buf: str,
+    op: str,
+    inverse: str,
+    constant: Constant,
+) -> list[str]:
     """An Add or Mul: at most one compound operand goes into ``buf`` first."""
     terms = []  # (inverted, core): core added / multiplied, or subtracted / divided
     for arg in expr.args:
@@ -129,14 +235,14 @@ def _fold(expr: sp.Expr, names: dict[sp.Symbol, str], buf: str, op: str, inverse
     lines: list[str] = []
     if compound:
         inverted, core = compound[0]
-        lines += _into(core, names, buf)
+        lines += _into(core, names, buf, constant)
         if inverted:
             if constants and not constants[0][0]:
-                lines.append(f"np.{inverse}({_number(constants.pop(0)[1])}, {buf}, {buf})")
+                lines.append(f"np.{inverse}({constant(constants.pop(0)[1])}, {buf}, {buf})")
             elif op == "add":
                 lines.append(f"np.negative({buf}, {buf})")
             else:
-                lines.append(f"np.divide(1.0, {buf}, {buf})")
+                lines.append(f"np.divide({constant(sp.Integer(1))}, {buf}, {buf})")
         rest = constants + others
     else:
         first = next((t for t in others + constants if not t[0]), None)
@@ -145,9 +251,12 @@ def _fold(expr: sp.Expr, names: dict[sp.Symbol, str], buf: str, op: str, inverse
         rest = [t for t in constants + others if t is not first]
         second = rest.pop(0)
         name = inverse if second[0] else op
-        lines.append(f"np.{name}({_atom(first[1], names)}, {_atom(second[1], names)}, {buf})")
+        left, right = _atom(first[1], names, constant), _atom(second[1], names, constant)
+        lines.append(f"np.{name}({left}, {right}, {buf})")
     for inverted, core in rest:
-        lines.append(f"np.{inverse if inverted else op}({buf}, {_atom(core, names)}, {buf})")
+        lines.append(
+            f"np.{inverse if inverted else op}({buf}, {_atom(core, names, constant)}, {buf})"
+        )
     return lines
 
 
@@ -167,6 +276,7 @@ class Plan:
     """The workspace and statements of the generated ``backprop``."""
 
     buffers: tuple[tuple[str, int], ...]  # (name, width): an (m, width) array each
+    constants: tuple[float, ...]  # a 0-d array each, named by ``constant_name``
     forward: tuple[Group, ...]
     loss: tuple[Group, ...]
     backward: tuple[Group, ...]
@@ -179,17 +289,21 @@ def _derivative_code(network: Network, layer: int, buf: str) -> list[str] | None
     if not act.entrywise or act.derivative_from_output is None:
         return None
     try:
-        return inplace(act.derivative_code_form, {catalog.A: f"a{layer}"}, buf)
+        return inplace(act.derivative_code_form, {catalog.A: f"a{layer}"}, buf, as_array)
     except Unsupported:
         return None
 
 
-def _activation_code(network: Network, layer: int, source: str, buf: str) -> list[str] | None:
+def _activation_code(
+    network: Network, layer: int, source: str, buf: str, rows: Rows | None = None
+) -> list[str] | None:
+    """a(z_layer) into ``buf``; a row-wise one (softmax) only given ``rows``."""
     act = network.activation(layer)
-    if not act.entrywise:
+    if not act.entrywise and rows is None:
         return None
+    names: dict[sp.Basic, str] = {catalog.z: source, catalog.Z: source}
     try:
-        return inplace(act.code_form, {catalog.z: source}, buf)
+        return inplace(act.code_form, names, buf, as_array, rows)
     except Unsupported:
         return None
 
@@ -216,6 +330,7 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
             buffers.append((f"z{layer}", width))
         buffers.append((f"g{layer}", width))
         buffers.append((f"delta{layer}", width))
+    reduced: set[int] = set()  # layers whose row-wise reduction sits in g_l
     for step in network.steps():
         if step.target == model.LOSS:
             continue
@@ -224,22 +339,29 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
         if step.target.kind == "z":
             buf = f"a{layer}" if in_place[layer] else f"z{layer}"
             prev = code_name(model.a(layer - 1))
-            # The bias goes onto every row through g_l (free until the backward
-            # pass): a broadcasting np.add allocates an iterator buffer and is
-            # slower than np.copyto plus a plain add on large batches.
             statements = (
                 f"np.dot({prev}, W{layer}, {buf})",
-                f"np.copyto(g{layer}, b{layer})",
-                f"np.add({buf}, g{layer}, {buf})",
+                "if m == 1:",
+                f"    np.add({buf}, b{layer}, {buf})",
+                "else:",
+                f"    np.copyto(g{layer}, b{layer})",
+                f"    np.add({buf}, g{layer}, {buf})",
             )
             forward.append(Group(comment, statements))
         else:
             source = f"a{layer}" if in_place[layer] else f"z{layer}"
             code = _activation_code(network, layer, source, f"a{layer}")
+            # a row-wise a(z_l) (softmax) on a fused output: g_L is free (δ_L = Ŷ − Y)
+            if code is None and network.fused and layer == depth:
+                rows = Rows(f"lse{layer}", f"g{layer}")
+                code = _activation_code(network, layer, source, f"a{layer}", rows)
+                if code is not None:
+                    buffers.append((f"lse{layer}", 1))
+                    reduced.add(layer)
             if code is None:
                 code = [f"a{layer}[...] = {printer(step.expr)}"]
             forward.append(Group(comment, tuple(code)))
-    loss_groups, residual = _loss(network, printer)
+    loss_groups, residual = _loss(network, printer, depth in reduced)
     backward: list[Group] = []
     for layer in range(depth, 0, -1):
         d = model.delta(layer)
@@ -256,14 +378,12 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
             data = _data_part(grad)
             if data is not grad:
                 comment += f" ({text(grad.right)} is added below when λ > 0)"
+            if isinstance(grad, SumRows):
+                comment += f" (= δ{_sub(layer)} itself when m = 1)"
             backward.append(Group(comment, (_product(data, target, printer),)))
-    return Plan(
-        tuple(buffers),
-        _laid_out(forward),
-        _laid_out(loss_groups),
-        _laid_out(backward),
-        _penalty(derivation, text),
-    )
+    groups = [_laid_out(forward), _laid_out(loss_groups), _laid_out(backward)]
+    constants = constants_in([s for part in groups for g in part for s in g.statements])
+    return Plan(tuple(buffers), tuple(constants), *groups, _penalty(derivation, text))
 
 
 def penalty_half() -> str:
@@ -319,25 +439,56 @@ def _laid_out(groups: list[Group]) -> tuple[Group, ...]:
 
 
 def _statement(text: str) -> str:
-    if text.startswith("# "):
+    if text.startswith(("# ", "if ", "else:")):
         return text
+    indent = text[: len(text) - len(text.lstrip(" "))]
+    text = text.lstrip(" ")
     target, sep, value = text.partition(" = ")
     if sep and target.replace("[...]", "").isidentifier():
-        return f"{target} = {formatted(value)}"
-    return formatted(text)
+        return f"{indent}{target} = {formatted(value)}"
+    return indent + formatted(text)
 
 
-def _loss(network: Network, printer: Printer) -> tuple[list[Group], sp.Expr | None]:
+def _loss_names(network: Network) -> dict[sp.Basic, str]:
+    """The arrays a loss formula reads: Ŷ = a_L (or z_L when fused), Y, m and n_L."""
+    depth = network.depth
+    pred = f"z{depth}" if network.fused else f"a{depth}"
+    return {
+        catalog.pred: pred,
+        catalog.z: pred,
+        catalog.Z: pred,
+        catalog.A: f"a{depth}",
+        catalog.target: "y",
+        catalog.T: "y",
+        catalog.batch: "m",
+        catalog.outputs: str(network.sizes[-1]),
+    }
+
+
+def _loss(
+    network: Network, printer: Printer, reduced: bool = False
+) -> tuple[list[Group], sp.Expr | None]:
     """The loss value; for a squared error, r = Ŷ − Y is left in δ_L.
 
     Returns the groups and, when r is left in δ_L, the constant c with
     ∂L/∂Ŷ = c r (so δ_L is finished by scaling and multiplying by a'(z_L)).
+    A loss read from z_L (fused) is summed from its entries, computed in δ_L
+    (free until the backward pass) reusing the forward pass's row-wise
+    reduction when ``reduced`` (g_L holds it on every column).
     """
     loss = network.loss
     depth = network.depth
     value_code = printer(network.steps()[-1].expr)  # L(Ŷ, Y), or L(z_L, Y) when fused
     if network.fused or loss.rowwise:
-        return [Group(f"L = {loss.name} loss", (f"value = {value_code}",))], None
+        names = _loss_names(network)
+        rows = Rows(f"lse{depth}", f"g{depth}", ready=reduced)
+        try:
+            entries = inplace(loss.code_form, names, f"delta{depth}", as_array, rows)
+        except Unsupported:
+            return [Group(f"L = {loss.name} loss", (f"value = {value_code}",))], None
+        statements = (*entries, f"value = float(np.add.reduce(delta{depth}, None))")
+        comment = f"L = {loss.name} loss, summed from its entries (left in δ{_sub(depth)})"
+        return [Group(comment, statements)], None
     r = catalog.pred - catalog.target
     full = sp.expand(loss.scale * loss.entry)
     c_value = sp.cancel(full / sp.expand(r**2))
@@ -381,6 +532,12 @@ def _delta(
     buf = f"delta{layer}"
     g = f"g{layer}"
     fallback = [f"{buf}[...] = {printer(expr)}"]
+    through_output = network.loss.gradient_from_output
+    if isinstance(expr, LossGrad) and network.fused and through_output is not None:
+        try:  # δ_L = ∂L/∂z_L through Ŷ (Ŷ − Y for a link with its matching loss)
+            return inplace(through_output, _loss_names(network), buf, as_array)
+        except Unsupported:
+            return fallback
     if not (isinstance(expr, Hadamard) and isinstance(expr.right, ActivateDeriv)):
         return fallback
     act = network.activation(layer)
@@ -390,7 +547,7 @@ def _delta(
     if deriv is None:  # z_l has its own buffer: a'(z) from z may compile where A's form cannot
         for form in (catalog.stable(act.derivative), act.derivative_code_form):
             try:
-                deriv = inplace(form, names, g)
+                deriv = inplace(form, names, g, as_array)
                 break
             except Unsupported:
                 continue
@@ -407,11 +564,8 @@ def _delta(
             network.loss.gradient, {**names, catalog.pred: f"a{layer}", catalog.target: "y"}
         )
         deriv = [*deriv, f"# ∂L/∂Ŷ = {formatted(gradient)}, with a{layer} - y already in {buf}"]
-        scale = (
-            []
-            if residual == 1
-            else [f"np.multiply({buf}, {printer_scalar(residual, names)}, {buf})"]
-        )
+        factor = as_array(residual) if residual.is_Number else printer_scalar(residual, names)
+        scale = [] if residual == 1 else [f"np.multiply({buf}, {factor}, {buf})"]
         return [*deriv, *scale, f"np.multiply({buf}, {g}, {buf})"]
     if (
         isinstance(left, MatMul)
@@ -428,14 +582,25 @@ def _delta(
 
 
 def _product(grad: Expr, target: str, printer: Printer) -> str:
-    """∂L/∂W_l = a_{l-1}ᵀ δ_l or ∂L/∂b_l = 1ᵀ δ_l, into the gradient array."""
+    """∂L/∂W_l = a_{l-1}ᵀ δ_l or ∂L/∂b_l = 1ᵀ δ_l, into the gradient array.
+
+    ``target`` is None in the plain call: the product then makes the array.
+    1ᵀ δ_l is the column sum of δ_l, which for one row is δ_l itself: copied
+    by ``np.positive``, a ufunc that, like ``np.dot``, writes into ``target``
+    or makes a new array.
+    """
     if (
         isinstance(grad, MatMul)
         and isinstance(grad.left, Transpose)
         and isinstance(grad.left.arg, Var)
     ):
         if isinstance(grad.right, Var):
-            return f"np.dot({code_name(grad.left.arg)}.T, {code_name(grad.right)}, {target})"
+            left, right = code_name(grad.left.arg), code_name(grad.right)
+            return f"{target} = np.dot({left}.T, {right}, {target})"
     if isinstance(grad, SumRows) and isinstance(grad.arg, Var):
-        return f"np.dot(ones, {code_name(grad.arg)}, {target})"
-    return f"{target}[...] = {printer(grad)}"
+        delta = code_name(grad.arg)
+        return (
+            f"{target} = np.positive({delta}, {target}) if m == 1 "
+            f"else np.dot(ones, {delta}, {target})"
+        )
+    return f"{target} = np.positive({printer(grad)}, {target})"

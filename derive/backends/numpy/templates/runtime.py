@@ -18,6 +18,7 @@ Params = list[tuple[Array, Array]]
 SIZES: tuple[int, ...] = (1, 1)
 LOSS: str = "l2"
 _WORKSPACE_WIDTHS: tuple[int, ...] = (1,)
+_CONSTANTS: tuple[float, ...] = (1.0,)
 _ACTIVATION_NAMES: tuple[str, ...] = ("tanh",)
 
 
@@ -212,7 +213,7 @@ def _flat_shapes() -> list[tuple[int, ...]]:
 
 # ---- runtime: workspace ----
 Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
-"""((m, dtype), (ones, buffers...), whether to keep it for the next call)."""
+"""((m, dtype), (ones, buffers..., constants...), whether to keep it for the next call)."""
 
 _SPARE: list[Workspace] = []
 """Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
@@ -239,8 +240,9 @@ def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
         ws = None
     if ws is None or ws[0] != (m, dtype):
         buffers = [np.empty((m, n), dtype) for n in _WORKSPACE_WIDTHS]
+        constants = [np.array(value, dtype) for value in _CONSTANTS]
         keep = m * (1 + sum(_WORKSPACE_WIDTHS)) * dtype.itemsize <= _MAX_KEPT_BYTES
-        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers), keep)
+        ws = ((m, dtype), (np.ones((1, m), dtype), *buffers, *constants), keep)
     return ws
 
 
