@@ -313,7 +313,7 @@ def _take_decays(dtype: np.dtype) -> tuple[Array, ...]:
     return decays
 
 
-def backprop(
+def backprop(  # noqa: C901, RUF100 (one inlined check per layer, by design)
     params: Params,
     x: Array,
     y: Array,

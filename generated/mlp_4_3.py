@@ -2,7 +2,7 @@
 # from derive/backends/numpy/templates/module.py.jinja (derive 0.1.0). Do not edit: regenerate instead.
 """Backpropagation for a fully connected network, derived and proved by derive.
 
-Layer widths 4, 3; 1 weight layers.
+Layer widths 4, 3; 1 weight layer.
 
 Conventions (the row convention of the seed's code):
 
@@ -276,7 +276,7 @@ def _batch(params: Params, x: Array, y: Array, check_finite: bool) -> tuple[np.d
     return dtype, x, y
 
 
-def backprop(
+def backprop(  # noqa: C901, RUF100 (one inlined check per layer, by design)
     params: Params, x: Array, y: Array, out: Params | None = None, *, check_finite: bool = False
 ) -> tuple[float, Params]:
     """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.

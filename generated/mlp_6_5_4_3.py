@@ -303,7 +303,7 @@ def _batch(params: Params, x: Array, y: Array, check_finite: bool) -> tuple[np.d
     return dtype, x, y
 
 
-def backprop(
+def backprop(  # noqa: C901, RUF100 (one inlined check per layer, by design)
     params: Params, x: Array, y: Array, out: Params | None = None, *, check_finite: bool = False
 ) -> tuple[float, Params]:
     """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.

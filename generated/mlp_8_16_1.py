@@ -308,7 +308,7 @@ def _check_targets(y: Array) -> None:
         )
 
 
-def backprop(
+def backprop(  # noqa: C901, RUF100 (one inlined check per layer, by design)
     params: Params, x: Array, y: Array, out: Params | None = None, *, check_finite: bool = False
 ) -> tuple[float, Params]:
     """The loss and its gradients ``[(dW1, db1), ...]``, shaped like ``params``.

@@ -49,3 +49,11 @@ def test_latex_matches_snapshot(snapshot):
     assert latex_body(LATEX_SNAPSHOTS[snapshot]) == expected, (
         f"LaTeX changed; review it, then run `python tests/update_golden.py` to accept {snapshot}"
     )
+
+
+def test_module_docstring_counts_layers_in_words():
+    """'1 weight layer', '2 weight layers' (the checked-in depth-1 module said '1 weight layers')."""
+    assert "; 1 weight layer.\n" in (ROOT / "generated" / "mlp_4_3.py").read_text(encoding="utf-8")
+    assert "; 2 weight layers.\n" in (ROOT / "generated" / "mlp_20_50_10.py").read_text(
+        encoding="utf-8"
+    )

@@ -78,7 +78,8 @@ def render(derivation: Derivation, name: str) -> str:
                 f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
             ),
             widths_text=textwrap.fill(
-                f"Layer widths {', '.join(map(str, network.sizes))}; {network.depth} weight layers.",
+                f"Layer widths {', '.join(map(str, network.sizes))}; {network.depth} weight "
+                f"layer{'' if network.depth == 1 else 's'}.",
                 width=LINE_LENGTH - 4,
             ),
             template=f"derive/backends/numpy/{TEMPLATES}/{TEMPLATE}",
