@@ -192,6 +192,101 @@ class MatrixText:
         )
 
 
+class MatrixCode:
+    """Prints matrix-level trees as expressions of a Python array target.
+
+    One walk over the IR for every target; a target says only how it prints a
+    scalar formula (its SymPy printer), which formulas it inlines, how it sums
+    rows and totals the loss, and what its helpers take first (``xp`` or nothing).
+    """
+
+    HELPER_FIRST: tuple[str, ...] = ()
+    """Arguments every helper call passes before the arrays (the array API's ``xp``)."""
+
+    ATOMIC: tuple[type[Expr], ...] = (Var, Transpose, Activate)
+    """Nodes whose printed form needs no parentheses as an operand."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+
+    def scalar(self, expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
+        raise NotImplementedError
+
+    def inline(self, act: catalog.Activation, derivative: bool) -> bool:
+        raise NotImplementedError
+
+    def sum_rows(self, e: SumRows) -> str:
+        raise NotImplementedError
+
+    def total(self, entries: str) -> str:
+        """The loss: the sum of its entries' code."""
+        raise NotImplementedError
+
+    def _call(self, name: str, args: list[str]) -> str:
+        return f"{name}({', '.join([*self.HELPER_FIRST, *args])})"
+
+    def __call__(self, e: Expr) -> str:
+        if isinstance(e, Var):
+            return code_name(e)
+        if isinstance(e, MatMul):
+            return f"{self._operand(e.left)} @ {self._operand(e.right)}"
+        if isinstance(e, Add):
+            return f"{self(e.left)} + {self(e.right)}"
+        if isinstance(e, Hadamard):
+            if self(e.right) == "1":  # a'(z) = 1: the identity activation
+                return self(e.left)
+            return f"{self._operand(e.left)} * {self._operand(e.right)}"
+        if isinstance(e, Transpose):
+            return f"{self._operand(e.arg)}.T"
+        if isinstance(e, SumRows):
+            return self.sum_rows(e)
+        if isinstance(e, Activate):
+            act = self.network.activation(e.layer)
+            if not self.inline(act, derivative=False):
+                return self._call(helper_name(act), [self(e.arg)])  # a helper reads z only
+            return self.scalar(
+                act.code_form, {catalog.z: self(e.arg), catalog.Z: self._operand(e.arg)}
+            )
+        if isinstance(e, ActivateDeriv):
+            act = self.network.activation(e.layer)
+            if act.derivative_from_output is not None and not (
+                isinstance(e.arg, Var) and e.arg.kind == "z"
+            ):
+                raise ValueError("a'(z) through A needs z to be a stored z_l")
+            names = {catalog.z: self(e.arg)}
+            if act.derivative_from_output is not None:
+                names[catalog.A] = code_name(model.a(e.arg.layer))
+            if not self.inline(act, derivative=True):
+                args = [names[s] for s in helper_args(act, derivative=True)]
+                return self._call(helper_name(act, derivative=True), args)
+            return self.scalar(code_form(act, derivative=True), names)
+        if isinstance(e, LossGrad):
+            loss = self.network.loss
+            if loss.gradient_from_output is not None:  # fused: through Ŷ = link(z_L)
+                return self.scalar(loss.gradient_from_output, self._loss_names(e))
+            return self.scalar(loss.gradient, self._loss_names(e))
+        if isinstance(e, Loss):
+            return self.total(self.scalar(self.network.loss.code_form, self._loss_names(e)))
+        raise TypeError(f"cannot emit {type(e).__name__}")
+
+    def _loss_names(self, e: Loss | LossGrad) -> dict[sp.Symbol, str]:
+        names = {
+            catalog.pred: self._operand(e.pred),
+            catalog.target: self._operand(e.target),
+            catalog.T: self._operand(e.target),
+            catalog.batch: "m",
+            catalog.outputs: str(self.network.sizes[-1]),
+        }
+        if self.network.fused:  # the loss reads z_L; its gradient reads Ŷ = a_L
+            names |= {catalog.z: self._operand(e.pred), catalog.Z: self._operand(e.pred)}
+            names[catalog.A] = code_name(model.a(self.network.depth))
+        return names
+
+    def _operand(self, e: Expr) -> str:
+        text = self(e)
+        return text if isinstance(e, self.ATOMIC) else f"({text})"
+
+
 @dataclass(frozen=True)
 class Line:
     """One statement of the generated code and the identity it implements."""

@@ -14,13 +14,6 @@ import sympy as sp
 from ... import catalog, model
 from ...expr import (
     Activate,
-    ActivateDeriv,
-    Add,
-    Expr,
-    Hadamard,
-    Loss,
-    LossGrad,
-    MatMul,
     SumRows,
     Transpose,
     Var,
@@ -30,6 +23,7 @@ from ..python_source import (
     HELPER_ARGS,
     ArrayPrinter,
     Line,
+    MatrixCode,
     MatrixText,
     code_form,
     code_name,
@@ -122,73 +116,22 @@ def helpers(network: Network) -> list[Helper]:
     return out
 
 
-class NumpyCode:
+class NumpyCode(MatrixCode):
     """Prints matrix-level trees as numpy expressions."""
 
-    def __init__(self, network: Network) -> None:
-        self.network = network
+    ATOMIC = (Var, Transpose, SumRows, Activate)
 
-    def __call__(self, e: Expr) -> str:
-        if isinstance(e, Var):
-            return code_name(e)
-        if isinstance(e, MatMul):
-            return f"{self._operand(e.left)} @ {self._operand(e.right)}"
-        if isinstance(e, Add):
-            return f"{self(e.left)} + {self(e.right)}"
-        if isinstance(e, Hadamard):
-            if self(e.right) == "1":  # a'(z) = 1: the identity activation
-                return self(e.left)
-            return f"{self._operand(e.left)} * {self._operand(e.right)}"
-        if isinstance(e, Transpose):
-            return f"{self._operand(e.arg)}.T"
-        if isinstance(e, SumRows):
-            return f"{self._operand(e.arg)}.sum(axis=0, keepdims=True)"
-        if isinstance(e, Activate):
-            act = self.network.activation(e.layer)
-            if not inline(act, derivative=False):
-                return f"{helper_name(act)}({self(e.arg)})"  # a helper reads z only
-            return scalar_code(
-                act.code_form, {catalog.z: self(e.arg), catalog.Z: self._operand(e.arg)}
-            )
-        if isinstance(e, ActivateDeriv):
-            act = self.network.activation(e.layer)
-            if act.derivative_from_output is not None and not (
-                isinstance(e.arg, Var) and e.arg.kind == "z"
-            ):
-                raise ValueError("a'(z) through A needs z to be a stored z_l")
-            names = {catalog.z: self(e.arg)}
-            if act.derivative_from_output is not None:
-                names[catalog.A] = code_name(model.a(e.arg.layer))
-            if not inline(act, derivative=True):
-                args = ", ".join(names[s] for s in helper_args(act, derivative=True))
-                return f"{helper_name(act, derivative=True)}({args})"
-            return scalar_code(code_form(act, derivative=True), names)
-        if isinstance(e, LossGrad):
-            loss = self.network.loss
-            if loss.gradient_from_output is not None:  # fused: through Ŷ = link(z_L)
-                return scalar_code(loss.gradient_from_output, self._loss_names(e))
-            return scalar_code(loss.gradient, self._loss_names(e))
-        if isinstance(e, Loss):
-            return f"float(np.sum({scalar_code(self.network.loss.code_form, self._loss_names(e))}))"
-        raise TypeError(f"cannot emit {type(e).__name__}")
+    def scalar(self, expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
+        return scalar_code(expr, names)
 
-    def _loss_names(self, e: Loss | LossGrad) -> dict[sp.Symbol, str]:
-        names = {
-            catalog.pred: self._operand(e.pred),
-            catalog.target: self._operand(e.target),
-            catalog.T: self._operand(e.target),
-            catalog.batch: "m",
-            catalog.outputs: str(self.network.sizes[-1]),
-        }
-        if self.network.fused:  # the loss reads z_L; its gradient reads Ŷ = a_L
-            names |= {catalog.z: self._operand(e.pred), catalog.Z: self._operand(e.pred)}
-            names[catalog.A] = code_name(model.a(self.network.depth))
-        return names
+    def inline(self, act: catalog.Activation, derivative: bool) -> bool:
+        return inline(act, derivative)
 
-    def _operand(self, e: Expr) -> str:
-        text = self(e)
-        atomic = isinstance(e, (Var, Transpose, SumRows, Activate))
-        return text if atomic else f"({text})"
+    def sum_rows(self, e: SumRows) -> str:
+        return f"{self._operand(e.arg)}.sum(axis=0, keepdims=True)"
+
+    def total(self, entries: str) -> str:
+        return f"float(np.sum({entries}))"
 
 
 def forward_lines(network: Network) -> list[Line]:
