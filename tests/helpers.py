@@ -9,6 +9,7 @@ import importlib.util
 import itertools
 import shlex
 import sys
+import tracemalloc
 from pathlib import Path
 
 from derive import latex, naming, proof, spec
@@ -58,3 +59,22 @@ def latex_body(layers: str) -> str:
     """The LaTeX document body a snapshot in tests/golden holds."""
     derivation = derive(spec.network(layers))
     return latex.document_body(derivation, proof.verify(derivation))
+
+
+def steady_state_peak(call, calls: int = 20) -> tuple[int, int]:
+    """(peak bytes above the start, net growth) over ``calls`` calls of ``call``, after warm-up.
+
+    The one allocation probe of the suite (tracemalloc sees numpy's array buffers)."""
+    for _ in range(3):
+        call()
+    tracemalloc.start()
+    try:
+        call()
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(calls):
+            call()
+        end, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - start, end - start

@@ -9,13 +9,13 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_helpers import run_cli
+from helpers import steady_state_peak
 
 import derive
 from derive import model, penalty, proof, spec, symbolic_widths
@@ -280,29 +280,13 @@ def test_module_without_l2_takes_no_lambda(plain_net):
         plain_net.backprop(params, x, y, l2=0.1)
 
 
-def steady_peak(call, calls: int = 20) -> tuple[int, int]:
-    for _ in range(3):
-        call()
-    tracemalloc.start()
-    try:
-        call()
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(calls):
-            call()
-        end, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - start, end - start
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_penalised_backprop_with_out_allocates_no_array(dtype):
     wide = derive.derive("96,256,192", l2=True, name="wide_penalty", end_to_end_depth=0).module()
     params = wide.init_params(seed=6, dtype=dtype)
     x, y = (a.astype(dtype) for a in data(wide.SIZES, 64))
     out = [(np.empty_like(w), np.empty_like(b)) for w, b in params]
-    peak, growth = steady_peak(lambda: wide.backprop(params, x, y, out=out, l2=0.01))
+    peak, growth = steady_state_peak(lambda: wide.backprop(params, x, y, out=out, l2=0.01))
     assert growth == 0
     assert peak < 1024  # every array here, down to a 1 x 192 bias, is larger
 
@@ -310,7 +294,7 @@ def test_penalised_backprop_with_out_allocates_no_array(dtype):
 def test_allocation_probe_sees_an_array():
     """Negative control for the probe above: a call that makes one small array is caught."""
     arr = np.ones((96, 256))
-    peak, _ = steady_peak(lambda: arr * 0.01)
+    peak, _ = steady_state_peak(lambda: arr * 0.01)
     assert peak >= 1024
 
 

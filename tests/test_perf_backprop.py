@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-import tracemalloc
 
 import numpy as np
 import pytest
 import sympy as sp
+from helpers import steady_state_peak
 
 from derive import catalog, spec
 from derive.backends.numpy import module as numpy_module
@@ -160,23 +160,6 @@ SMALL_OBJECTS = 1024
 
 Every array of the ``wide`` network, down to a bias gradient of 1 x 192
 float64s, is larger than this, so a peak below it means no array was allocated."""
-
-
-def steady_state_peak(call, calls: int = 20) -> tuple[int, int]:
-    """(peak bytes above the start, net growth) over ``calls`` calls, after warm-up."""
-    for _ in range(3):
-        call()
-    tracemalloc.start()
-    try:
-        call()
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(calls):
-            call()
-        end, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - start, end - start
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -6,11 +6,11 @@ import math
 import shutil
 import subprocess
 import sys
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import steady_state_peak
 
 from derive import _build
 
@@ -202,21 +202,6 @@ def test_optimizers_match_torch_optim(name, ours, theirs):
 # --- allocation ------------------------------------------------------------------------
 
 
-def peak_of(call, calls: int = 20) -> int:
-    call()
-    tracemalloc.start()
-    try:
-        call()
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(calls):
-            call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - start
-
-
 ARRAY_BYTES = 96 * 256 * 8  # one weight matrix of the net below
 
 
@@ -232,7 +217,7 @@ def test_training_step_allocates_no_array(name):
         m.backprop(opt.working_params, x, y, out=opt.grads)
         opt._step()
 
-    assert peak_of(step) < 4096
+    assert steady_state_peak(step)[0] < 4096
 
 
 def _onehot(rng, m: int, n: int):
@@ -257,7 +242,7 @@ def test_training_step_allocates_no_array_for_relu_and_softmax(activation, loss)
         m.backprop(opt.working_params, x, y, out=opt.grads)
         opt._step()
 
-    assert peak_of(step) < 4096
+    assert steady_state_peak(step)[0] < 4096
 
 
 def test_allocation_check_sees_a_naive_update():
@@ -274,7 +259,7 @@ def test_allocation_check_sees_a_naive_update():
             w -= 0.01 * dw
             b -= 0.01 * db
 
-    assert peak_of(step) >= ARRAY_BYTES
+    assert steady_state_peak(step)[0] >= ARRAY_BYTES
 
 
 # --- fit -------------------------------------------------------------------------------
