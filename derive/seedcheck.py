@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from . import catalog, model, proof
+from .derivation import Derivation
 from .derivation import derive as derive_identities
 from .expr import (
     Activate,
@@ -305,7 +306,10 @@ class Network:
             if leaf.k == 2 * self.depth + 1:
                 return (1, 1)
             return (self.batch, self.widths[(leaf.k + 1) // 2])
-        return self.params[leaf].shape  # type: ignore[index]
+        if isinstance(leaf, Param):
+            rows, cols = self.params[leaf].shape
+            return (rows, cols)
+        raise TypeError(f"{leaf} is not a leaf")
 
     def value(self, leaf: Node) -> sp.Matrix:
         if isinstance(leaf, F):
@@ -510,11 +514,14 @@ GENERAL_WIDTHS = (3, 2, 4, 2)
 MAX_READINGS = 50_000
 
 
-NETWORKS: dict = {}
+NetworkCache = dict[tuple[tuple[int, ...], int], Network]
+"""Explicit networks by (widths, batch)."""
+
+NETWORKS: NetworkCache = {}
 """The explicit networks, with their gradients, reused by every check in this process."""
 
 
-def _instance_nets(eq: Equation, cache: dict) -> list[tuple[int, Network]]:
+def _instance_nets(eq: Equation, cache: NetworkCache) -> list[tuple[int, Network]]:
     widths = GENERAL_WIDTHS if eq.general else SEED_WIDTHS
     key = (widths, eq.batch)
     if key not in cache:
@@ -553,7 +560,7 @@ def _differs_at_a_point(lhs: sp.Matrix, rhs: sp.Matrix) -> bool:
     return any(sp.expand((a - b).xreplace(point)) != 0 for a, b in zip(left, right, strict=True))
 
 
-def decide(eq: Equation, cache: dict | None = None) -> Verdict:
+def decide(eq: Equation, cache: NetworkCache | None = None) -> Verdict:
     """The verdict for one equation, from the engine alone."""
     start = time.perf_counter()
     cache = NETWORKS if cache is None else cache
@@ -590,7 +597,7 @@ def decide(eq: Equation, cache: dict | None = None) -> Verdict:
 # --- derive's own identity, in the seed's notation ------------------------------
 
 
-def _derivation(depth: int):
+def _derivation(depth: int) -> tuple[model.Network, Derivation]:
     tanh = catalog.activation("tanh")  # any entrywise activation: the trees name only "a"
     network = model.Network(
         tuple(range(2, depth + 3)), (tanh,) * depth, catalog.loss_function("l2")
@@ -631,19 +638,20 @@ def derived_identity(eq: Equation, n: int | None = None) -> Node:
 
 def _from_derive(e: Expr, general: bool) -> Node:
     """A derive expression tree as a seed tree (z_l, a_l as f_k, or z_l, a(z_l) in general)."""
-    if isinstance(e, Var):
+    if isinstance(e, Var) and e.kind == "Y":
+        return Param("Y")
+    if isinstance(e, Var) and e.kind in ("a", "z", "delta", "W", "b"):
+        if e.layer is None:
+            raise ValueError(f"derive's {e.kind} has no layer index")
         if e.kind == "a":
             if e.layer == 0:
                 return F(0)
             return Act(Z(e.layer)) if general else F(2 * e.layer)
         if e.kind == "z":
-            return Z(e.layer) if general else F(2 * e.layer - 1)  # type: ignore[operator]
+            return Z(e.layer) if general else F(2 * e.layer - 1)
         if e.kind == "delta":
-            return Grad(Z(e.layer) if general else F(2 * e.layer - 1))  # type: ignore[operator]
-        if e.kind in ("W", "b"):
-            return Param(e.kind, e.layer)  # type: ignore[arg-type]
-        if e.kind == "Y":
-            return Param("Y")
+            return Grad(Z(e.layer) if general else F(2 * e.layer - 1))
+        return Param(e.kind, e.layer)
     if isinstance(e, MatMul):
         return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "mat")
     if isinstance(e, Hadamard):

@@ -48,7 +48,9 @@ def _environment() -> jinja2.Environment:
 
 def template_source(name: str) -> str:
     """A template's text, from this package's ``templates`` folder (shipped in the wheel)."""
-    return resources.files(__package__).joinpath(TEMPLATES, name).read_text(encoding="utf-8")
+    # one name per joinpath: Traversable.joinpath takes several only from Python 3.11
+    folder = resources.files(__package__).joinpath(TEMPLATES)
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 RUNTIME = "runtime.py"
