@@ -34,6 +34,7 @@ from ..expr import (
     assert_never,
 )
 from ..model import Network
+from ..naming import subscript
 
 
 class ArrayPrinter(NumPyPrinter):
@@ -124,11 +125,7 @@ def helper_name(act: catalog.Activation, derivative: bool = False) -> str:
 
 def code_form(act: catalog.Activation, derivative: bool) -> sp.Expr:
     """What the code evaluates for a(z), or for a'(z) (through A where found)."""
-    if not derivative:
-        return act.code_form
-    if act.derivative_from_output is not None:
-        return act.derivative_code_form
-    return catalog.stable(act.derivative)
+    return act.derivative_code_form if derivative else act.code_form
 
 
 def helper_args(act: catalog.Activation, derivative: bool) -> list[sp.Symbol]:
@@ -139,8 +136,6 @@ def helper_args(act: catalog.Activation, derivative: bool) -> list[sp.Symbol]:
 class MatrixText:
     """Prints matrix-level trees as one-line Unicode math for code comments."""
 
-    SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-
     def __init__(self, network: Network) -> None:
         self.network = network
 
@@ -150,7 +145,7 @@ class MatrixText:
         if v == model.a(self.network.depth):
             return "Ŷ"
         name = "δ" if v.kind is Kind.DELTA else v.kind.value
-        return name if v.layer is None else name + str(v.layer).translate(self.SUB)
+        return name if v.layer is None else name + subscript(v.layer)
 
     def __call__(self, e: Expr) -> str:
         match e:

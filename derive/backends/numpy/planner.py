@@ -40,6 +40,7 @@ from ...expr import (
     Var,
 )
 from ...model import Network
+from ...naming import subscript
 from ..python_source import code_name, formatted
 from .printer import scalar_code
 
@@ -387,7 +388,7 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
             if isinstance(grad, Add) and data is not grad:
                 comment += f" ({text(grad.right)} is added below when λ > 0)"
             if isinstance(grad, SumRows):
-                comment += f" (= δ{_sub(layer)} itself when m = 1)"
+                comment += f" (= δ{subscript(layer)} itself when m = 1)"
             backward.append(Group(comment, (_product(data, target, printer),)))
     groups = [_laid_out(forward), _laid_out(loss_groups), _laid_out(backward)]
     constants = constants_in([s for part in groups for g in part for s in g.statements])
@@ -503,7 +504,7 @@ def _loss(
         except Unsupported:
             return [Group(f"L = {loss.name} loss", (f"value = {value_code}",))], None
         statements = (*entries, f"value = float(np.add.reduce(delta{depth}, None))")
-        comment = f"L = {loss.name} loss, summed from its entries (left in δ{_sub(depth)})"
+        comment = f"L = {loss.name} loss, summed from its entries (left in δ{subscript(depth)})"
         return [Group(comment, statements)], None
     r = catalog.pred - catalog.target
     full = sp.expand(loss.scale * loss.entry)
@@ -520,7 +521,7 @@ def _loss(
         f"value = float(np.vdot(delta{depth}, delta{depth})){scale}",
     )
     return [
-        Group(f"L = {loss.name} loss, from r = Ŷ − Y (kept in δ{_sub(depth)})", statements)
+        Group(f"L = {loss.name} loss, from r = Ŷ − Y (kept in δ{subscript(depth)})", statements)
     ], c_grad
 
 
@@ -529,11 +530,6 @@ def printer_scalar(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     if expr.is_Number:
         return _number(expr)
     return scalar_code(expr, names)
-
-
-def _sub(n: int) -> str:
-    """Subscript digits, as the comments write layer indices."""
-    return str(n).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
 
 def _delta(
