@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -44,6 +45,9 @@ from .expr import (
 )
 from .model import Network
 from .version import __version__
+
+if TYPE_CHECKING:  # seedcheck is imported when its section is asked for
+    from .seedcheck import Verdict
 
 LOSS = r"\mathcal{L}"
 OBJECTIVE = r"\mathcal{J}"
@@ -108,7 +112,7 @@ def readable(expr: sp.Expr) -> sp.Expr:
     )
 
 
-class ScalarLatex(LatexPrinter):
+class ScalarLatex(LatexPrinter):  # type: ignore[misc]  # SymPy is untyped
     """SymPy's printer with the catalog's symbols given their textbook names."""
 
     def __init__(self, names: dict[sp.Symbol, str] | None = None) -> None:
@@ -124,14 +128,14 @@ class ScalarLatex(LatexPrinter):
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         if expr in self._names:
             return self._names[expr]
-        return super()._print_Symbol(expr, style)
+        return str(super()._print_Symbol(expr, style))
 
     def _print_Float(self, expr: sp.Float) -> str:
         return catalog.decimal(sp.Rational(str(expr)))
 
 
 def scalar(expr: sp.Expr, names: dict[sp.Symbol, str] | None = None) -> str:
-    return ScalarLatex(names).doprint(readable(expr))
+    return str(ScalarLatex(names).doprint(readable(expr)))
 
 
 U = sp.Symbol("u", real=True)
@@ -177,12 +181,12 @@ class MatrixLatex:
             return f"f_{{{self.f_index[v]}}}"
         if v == model.a(self.output_layer):
             return r"\hat{Y}"
-        if v.kind is Kind.DELTA:
-            return rf"\delta_{{{self.index(v.layer)}}}"
         if v.kind is Kind.LOSS:
             return LOSS
         if v.layer is None:
-            return v.kind.value
+            return v.name
+        if v.kind is Kind.DELTA:
+            return rf"\delta_{{{self.index(v.layer)}}}"
         return f"{v.kind.value}_{{{self.index(v.layer)}}}"
 
     def act(self, layer: int) -> str:
@@ -1008,7 +1012,7 @@ def explain_sum_of_shards(check: Check, network: Network) -> tuple[str, str]:
     )
 
 
-_SEED_VERDICTS: list = []
+_SEED_VERDICTS: list[Verdict] = []
 
 
 def seed_check_section() -> str:

@@ -37,7 +37,7 @@ from ..model import Network
 from ..naming import subscript
 
 
-class ArrayPrinter(NumPyPrinter):
+class ArrayPrinter(NumPyPrinter):  # type: ignore[misc]  # SymPy is untyped
     """SymPy's numpy printer with derive's conventions: the arrays' own names, exact
     rationals as decimals, minus terms last.  Each target subclasses it for its namespace."""
 
@@ -46,17 +46,17 @@ class ArrayPrinter(NumPyPrinter):
         self._names = names
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
-        return self._names.get(expr) or super()._print_Symbol(expr)
+        return self._names.get(expr) or str(super()._print_Symbol(expr))
 
     def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
-        return self._names.get(expr) or super()._print_IndexedBase(expr)
+        return self._names.get(expr) or str(super()._print_IndexedBase(expr))
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
         """Terms with a leading minus last: ``z - lse``, not ``-lse + z``."""
         terms = self._as_ordered_terms(expr, order=order)
         ordered = [t for t in terms if not t.could_extract_minus_sign()]
         ordered += [t for t in terms if t.could_extract_minus_sign()]
-        return super()._print_Add(sp.Add(*ordered, evaluate=False), order="none")
+        return str(super()._print_Add(sp.Add(*ordered, evaluate=False), order="none"))
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         """A row entry z[k] is the whole array: numpy broadcasts over the row."""
@@ -313,7 +313,7 @@ LINE_LENGTH = 100
 
 def tuple_literal(items: list[str], prefix: str, brackets: str = "()", indent: str = "") -> str:
     """A tuple (or list) literal laid out as ``ruff format`` lays it out after ``prefix``."""
-    opening, closing = brackets
+    opening, closing = brackets[0], brackets[1]
     lone_comma = "," if len(items) == 1 and brackets == "()" else ""
     inline = opening + ", ".join(items) + lone_comma + closing
     if len(indent) + len(prefix) + len(inline) <= LINE_LENGTH:
