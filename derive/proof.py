@@ -410,7 +410,7 @@ def check_end_to_end(
     ok, why = _compare(env, sem, claims, scalar, network.adjoint_names(), deltas_checked=False)
     return Check(
         "end to end",
-        f"all {2 * network.depth} parameter gradients of the depth-{network.depth} network"
+        f"all {len(network.parameters())} parameter gradients of the depth-{network.depth} network"
         + (" with the L2 penalty" if network.l2 else ""),
         f"exact: SymPy diff of the unrolled loss{_PENALISED if network.l2 else ''}, "
         f"batch {batch_size}, widths {widths}, a_l undefined",
@@ -465,7 +465,7 @@ def _check_end_to_end_field(
     )
     return Check(
         "end to end",
-        f"all {2 * network.depth} parameter gradients and {network.depth} deltas "
+        f"all {len(network.parameters())} parameter gradients and {network.depth} deltas "
         f"of the depth-{network.depth} network" + (" with the L2 penalty" if network.l2 else ""),
         method,
         outcome.ok,

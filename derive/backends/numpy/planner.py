@@ -372,7 +372,8 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
                 raise ValueError(f"no in-place plan for the step {text(step.target)}")
     loss_groups, residual = _loss(network, printer, depth in reduced)
     backward: list[Group] = []
-    for layer in range(depth, 0, -1):
+    for owner in reversed(network.layers):
+        layer = owner.index
         d = model.delta(layer)
         backward.append(
             Group(
@@ -380,7 +381,7 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
                 tuple(_delta(derivation, layer, in_place, residual, printer)),
             )
         )
-        for param in (model.W(layer), model.b(layer)):
+        for param in owner.parameters():
             grad = derivation.gradients[param]
             target = f"d{code_name(param)}"
             comment = f"∂L/∂{text(param)} = {text(grad)}"
