@@ -4,8 +4,10 @@ SymPy's own matrix calculus cannot express a bias row broadcast over the batch
 or an activation applied entrywise without falling into array expressions it
 then cannot print or differentiate reliably.  So the chain, the derived
 gradients and the recursive identities are trees of the small, frozen node
-types below.  Three readers walk the same trees: ``proof`` (turns them into
-explicit SymPy matrices), ``latex`` (prints them) and ``backends`` (emit code).
+types below.  Every reader (the chain rule, the proof's evaluation, the LaTeX,
+the code printers) walks them with one ``match`` over the closed union ``Node``
+ending in ``assert_never``, so ``mypy --strict`` names a reader that lacks a
+node type's ``case``.
 
 Shape convention (the seed's row convention): a batch is m rows; X is
 m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
