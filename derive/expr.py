@@ -4,8 +4,10 @@ SymPy's own matrix calculus cannot express a bias row broadcast over the batch
 or an activation applied entrywise without falling into array expressions it
 then cannot print or differentiate reliably.  So the chain, the derived
 gradients and the recursive identities are trees of the small, frozen node
-types below.  Three readers walk the same trees: ``proof`` (turns them into
-explicit SymPy matrices), ``latex`` (prints them) and ``backends`` (emit code).
+types below.  Every reader (the chain rule, the proof's evaluation, the LaTeX,
+the code printers) walks them with one ``match`` over the closed union ``Node``
+ending in ``assert_never``, so ``mypy --strict`` names a reader that lacks a
+node type's ``case``.
 
 Shape convention (the seed's row convention): a batch is m rows; X is
 m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
@@ -15,33 +17,52 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
+from typing import NoReturn, TypeAlias
 
 
-class Expr:
-    """Base of all matrix-level nodes."""
+class Kind(Enum):
+    """What a ``Var`` names; the value is its printed name (``Var.name``, code, LaTeX)."""
+
+    _value_: str
+
+    A = "a"  # a_l = σ(z_l); a_0 is the input X
+    Z = "z"  # z_l, the pre-activation
+    W = "W"  # weights of layer l
+    B = "b"  # bias row of layer l
+    DELTA = "delta"  # δ_l = ∂L/∂z_l, the named adjoint
+    Y = "Y"  # the targets
+    LOSS = "L"
+    PENALTY = "P"  # λ/2 Σ_l ‖W_l‖_F²
+    OBJECTIVE = "J"  # L + P, written out independently by the end-to-end proof
+    INCOMING = "G"  # an arbitrary upstream gradient (step lemma)
+    ONE = "1"  # the seed adjoint ∂L/∂L
+
+
+class IRNode:
+    """Base of the node classes: what every node offers without a ``match``."""
 
     def children(self) -> tuple[Expr, ...]:
         return ()
 
 
 @dataclass(frozen=True)
-class Var(Expr):
+class Var(IRNode):
     """A named matrix: an input, a parameter, a stored intermediate or a delta.
 
-    ``kind`` is one of X, Y, W, b, z, a, delta, G (an arbitrary upstream
-    gradient used by the step lemma); ``layer`` is its layer index, if any.
+    ``kind`` says which (``Kind``); ``layer`` is its layer index, if any.
     """
 
-    kind: str
+    kind: Kind
     layer: int | None = None
 
     @property
     def name(self) -> str:
-        return self.kind if self.layer is None else f"{self.kind}{self.layer}"
+        return self.kind.value if self.layer is None else f"{self.kind.value}{self.layer}"
 
 
 @dataclass(frozen=True)
-class MatMul(Expr):
+class MatMul(IRNode):
     """Matrix product ``left @ right``."""
 
     left: Expr
@@ -52,7 +73,7 @@ class MatMul(Expr):
 
 
 @dataclass(frozen=True)
-class Add(Expr):
+class Add(IRNode):
     """``left + right``; a one-row ``right`` is added to every row (bias)."""
 
     left: Expr
@@ -63,7 +84,7 @@ class Add(Expr):
 
 
 @dataclass(frozen=True)
-class Hadamard(Expr):
+class Hadamard(IRNode):
     """Entrywise product ``left ⊙ right``."""
 
     left: Expr
@@ -74,7 +95,7 @@ class Hadamard(Expr):
 
 
 @dataclass(frozen=True)
-class Transpose(Expr):
+class Transpose(IRNode):
     arg: Expr
 
     def children(self) -> tuple[Expr, ...]:
@@ -82,7 +103,7 @@ class Transpose(Expr):
 
 
 @dataclass(frozen=True)
-class SumRows(Expr):
+class SumRows(IRNode):
     """``1ᵀ arg``: the sum over the batch, a one-row matrix."""
 
     arg: Expr
@@ -92,7 +113,7 @@ class SumRows(Expr):
 
 
 @dataclass(frozen=True)
-class Activate(Expr):
+class Activate(IRNode):
     """The activation of ``layer`` applied entrywise: ``a(arg)``."""
 
     layer: int
@@ -103,7 +124,7 @@ class Activate(Expr):
 
 
 @dataclass(frozen=True)
-class ActivateDeriv(Expr):
+class ActivateDeriv(IRNode):
     """The activation's derivative applied entrywise: ``a'(arg)``."""
 
     layer: int
@@ -114,7 +135,7 @@ class ActivateDeriv(Expr):
 
 
 @dataclass(frozen=True)
-class Loss(Expr):
+class Loss(IRNode):
     """The scalar loss of prediction ``pred`` against target ``target``."""
 
     pred: Expr
@@ -125,7 +146,7 @@ class Loss(Expr):
 
 
 @dataclass(frozen=True)
-class LossGrad(Expr):
+class LossGrad(IRNode):
     """The loss's gradient with respect to the prediction, ``∂L/∂Ŷ``."""
 
     pred: Expr
@@ -136,7 +157,7 @@ class LossGrad(Expr):
 
 
 @dataclass(frozen=True)
-class Penalty(Expr):
+class Penalty(IRNode):
     """The scalar L2 penalty λ/2 ‖arg‖_F² of a weight matrix (``derive.penalty``)."""
 
     arg: Expr
@@ -146,7 +167,7 @@ class Penalty(Expr):
 
 
 @dataclass(frozen=True)
-class PenaltyGrad(Expr):
+class PenaltyGrad(IRNode):
     """The penalty's gradient with respect to its matrix, λ ``arg``."""
 
     arg: Expr
@@ -155,17 +176,54 @@ class PenaltyGrad(Expr):
         return (self.arg,)
 
 
+Node: TypeAlias = (
+    Var
+    | MatMul
+    | Add
+    | Hadamard
+    | Transpose
+    | SumRows
+    | Activate
+    | ActivateDeriv
+    | Loss
+    | LossGrad
+    | Penalty
+    | PenaltyGrad
+)
+"""Every IR node type, a closed union.  A reader walks a tree with one ``match node:``
+over these classes ending in ``case _: assert_never(node)``, so that a node type
+added here is reported by ``mypy --strict`` in every reader that lacks its case."""
+
+
+def assert_never(node: NoReturn) -> NoReturn:
+    """The end of an exhaustive ``match`` (``typing.assert_never`` needs Python 3.11;
+    derive supports 3.10, where mypy reads a ``NoReturn`` parameter the same way)."""
+    raise TypeError(f"no rule for {type(node).__name__}")
+
+
+Expr: TypeAlias = Node
+"""The name annotations across derive use for an IR tree: the same closed union."""
+
+
 def rebuild(expr: Expr, children: tuple[Expr, ...]) -> Expr:
     """Return ``expr`` with its children replaced, in order."""
-    if isinstance(expr, Var):
-        return expr
-    fields = list(expr.__dataclass_fields__)
-    values = []
-    it = iter(children)
-    for field in fields:
-        value = getattr(expr, field)
-        values.append(next(it) if isinstance(value, Expr) else value)
-    return type(expr)(*values)
+    match expr:
+        case Var():
+            return expr
+        case MatMul() | Add() | Hadamard():
+            left, right = children
+            return type(expr)(left, right)
+        case Transpose() | SumRows() | Penalty() | PenaltyGrad():
+            (arg,) = children
+            return type(expr)(arg)
+        case Activate() | ActivateDeriv():
+            (arg,) = children
+            return type(expr)(expr.layer, arg)
+        case Loss() | LossGrad():
+            pred, target = children
+            return type(expr)(pred, target)
+        case _:
+            assert_never(expr)
 
 
 def substitute(expr: Expr, mapping: Mapping[Var, Expr]) -> Expr:

@@ -46,11 +46,15 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    Kind,
     Loss,
     LossGrad,
     MatMul,
+    Penalty,
+    PenaltyGrad,
     Transpose,
     Var,
+    assert_never,
     substitute,
 )
 from .expr import (
@@ -637,43 +641,50 @@ def derived_identity(eq: Equation, n: int | None = None) -> Node:
 
 
 def _from_derive(e: Expr, general: bool) -> Node:
-    """A derive expression tree as a seed tree (z_l, a_l as f_k, or z_l, a(z_l) in general)."""
-    if isinstance(e, Var) and e.kind == "Y":
-        return Param("Y")
-    if isinstance(e, Var) and e.kind in ("a", "z", "delta", "W", "b"):
-        if e.layer is None:
-            raise ValueError(f"derive's {e.kind} has no layer index")
-        if e.kind == "a":
-            if e.layer == 0:
-                return F(0)
-            return Act(Z(e.layer)) if general else F(2 * e.layer)
-        if e.kind == "z":
-            return Z(e.layer) if general else F(2 * e.layer - 1)
-        if e.kind == "delta":
-            return Grad(Z(e.layer) if general else F(2 * e.layer - 1))
-        return Param(e.kind, e.layer)
-    if isinstance(e, MatMul):
-        return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "mat")
-    if isinstance(e, Hadamard):
-        return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "had")
-    if isinstance(e, Add):
-        return Plus(_from_derive(e.left, general), _from_derive(e.right, general))
-    if isinstance(e, Transpose):
-        return T(_from_derive(e.arg, general))
-    if isinstance(e, DeriveSumRows):
-        return SumRows(_from_derive(e.arg, general))
-    if isinstance(e, Activate):
-        return Act(_from_derive(e.arg, general))
-    if isinstance(e, ActivateDeriv):
-        return DAct(_from_derive(e.arg, general))
-    if isinstance(e, LossGrad):
-        l2 = catalog.loss_function("l2")
-        if sp.expand(l2.gradient - 2 * (catalog.pred - catalog.target)) != 0:
-            raise ValueError("the l2 gradient is no longer 2(Ŷ - Y)")
-        return Scale(2, Minus(_from_derive(e.pred, general), Param("Y")))
-    if isinstance(e, Loss):
-        return NormSq(Minus(_from_derive(e.pred, general), Param("Y")))
-    raise TypeError(f"cannot convert {type(e).__name__}")
+    """A derive expression tree as a seed tree (z_l, a_l as f_k, or z_l, a(z_l) in general).
+
+    f_k is the seed's own numbering of its two-layer chain (z_l = f_{2l-1}, a_l = f_{2l}).
+    """
+    match e:
+        case Var(kind=Kind.Y):
+            return Param("Y")
+        case Var(kind=Kind.A, layer=0):
+            return F(0)
+        case Var(kind=Kind.A | Kind.Z | Kind.DELTA | Kind.W | Kind.B, layer=int(layer)):
+            if e.kind is Kind.A:
+                return Act(Z(layer)) if general else F(2 * layer)
+            if e.kind is Kind.Z:
+                return Z(layer) if general else F(2 * layer - 1)
+            if e.kind is Kind.DELTA:
+                return Grad(Z(layer) if general else F(2 * layer - 1))
+            return Param(e.kind.value, layer)
+        case Var():
+            raise ValueError(f"the seed has no counterpart of derive's {e.name}")
+        case MatMul():
+            return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "mat")
+        case Hadamard():
+            return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "had")
+        case Add():
+            return Plus(_from_derive(e.left, general), _from_derive(e.right, general))
+        case Transpose():
+            return T(_from_derive(e.arg, general))
+        case DeriveSumRows():
+            return SumRows(_from_derive(e.arg, general))
+        case Activate():
+            return Act(_from_derive(e.arg, general))
+        case ActivateDeriv():
+            return DAct(_from_derive(e.arg, general))
+        case LossGrad():
+            l2 = catalog.loss_function("l2")
+            if sp.expand(l2.gradient - 2 * (catalog.pred - catalog.target)) != 0:
+                raise ValueError("the l2 gradient is no longer 2(Ŷ - Y)")
+            return Scale(2, Minus(_from_derive(e.pred, general), Param("Y")))
+        case Loss():
+            return NormSq(Minus(_from_derive(e.pred, general), Param("Y")))
+        case Penalty() | PenaltyGrad():
+            raise ValueError(f"the seed has no weight penalty ({type(e).__name__})")
+        case _:
+            assert_never(e)
 
 
 # --- the seed's equations --------------------------------------------------------
