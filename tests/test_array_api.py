@@ -382,25 +382,10 @@ def test_printer_refuses_functions_outside_the_standard():
         scalar_code(sp.erf(catalog.z), {catalog.z: "z1"})
 
 
-def test_generated_code_passes_mypy_strict_and_ruff(tmp_path):
-    """Libraries are skipped: arrays are ``Any`` (the standard has no array type), and
-    following array_api_compat into numpy's and torch's stubs takes minutes."""
+def test_generated_code_passes_ruff(tmp_path):
+    """Typed by tests/test_lint.py's one mypy run (this spec and generated/array_api)."""
     render_array_api(tmp_path, "6,5,4", "gelu", "softmax_cross_entropy")  # helpers, logsumexp
     paths = [*map(str, tmp_path.glob("*.py")), *map(str, GENERATED)]
-    mypy = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            "--follow-imports=skip",
-            *paths,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert mypy.returncode == 0, mypy.stdout
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     config = ["--config", str(ROOT / "pyproject.toml")]
     for command in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
