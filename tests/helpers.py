@@ -5,12 +5,18 @@ Test modules import from here (or receive conftest's fixtures), never from each 
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import itertools
 import shlex
+import shutil
 import sys
+import tempfile
 import tracemalloc
+from functools import cache
 from pathlib import Path
+
+import numpy as np
 
 from derive import latex, naming, proof, spec
 from derive.backends.numpy import module as numpy_module
@@ -25,6 +31,12 @@ LATEX_SNAPSHOTS = {
     "latex_depth3.tex": "3,4,5,6",
 }
 _LOADED = itertools.count()
+# every catalog activation (softmax only as a fused loss's link) and every loss
+ACTS = ["tanh", "sigmoid", "relu", "leaky_relu", "softplus", "identity", "elu", "gelu"]
+LOSSES = ["l2", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy"]
+FUSED = {"softmax_cross_entropy", "sigmoid_binary_cross_entropy"}
+_CATALOG_OUT = Path(tempfile.mkdtemp(prefix="derive_catalog_"))
+atexit.register(shutil.rmtree, _CATALOG_OUT, ignore_errors=True)
 
 
 def load_module(path: Path, name: str | None = None):
@@ -78,3 +90,66 @@ def steady_state_peak(call, calls: int = 20) -> tuple[int, int]:
     finally:
         tracemalloc.stop()
     return peak - start, end - start
+
+
+# --- central differences: the one numerical derivative of the suite ----------------
+
+
+def central_difference(f, arr, index, h: float = 1e-6) -> float:
+    """(f() at arr[index] + h − f() at arr[index] − h) / 2h; f reads arr, which is restored."""
+    kept = arr[index]
+    arr[index] = kept + h
+    upper = float(f())
+    arr[index] = kept - h
+    lower = float(f())
+    arr[index] = kept
+    return (upper - lower) / (2 * h)
+
+
+def central_differences(f, params, h: float = 1e-6):
+    """∂f/∂θ in float64 for every entry of every array in params ([(W, b), ...]), f(params) a number."""
+    grads = []
+    for arrays in params:
+        pair = []
+        for arr in arrays:
+            g = np.zeros(arr.shape)
+            for index in np.ndindex(arr.shape):
+                g[index] = central_difference(lambda: f(params), arr, index, h)
+            pair.append(g)
+        grads.append(tuple(pair))
+    return grads
+
+
+def assert_grads_close(got, expected, rtol, atol):
+    for (gw, gb), (ew, eb) in zip(got, expected, strict=True):
+        np.testing.assert_allclose(gw, ew, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(gb, eb, rtol=rtol, atol=atol)
+
+
+# --- catalog networks -------------------------------------------------------------
+
+
+@cache
+def catalog_module(layers: str, activation: str, loss: str):
+    """Render the module for a spec (no proof: that is tested separately) and import it, once."""
+    network = spec.network(layers, activation, loss)
+    name = "m_" + "_".join(
+        [
+            layers.replace(",", "_"),
+            activation.replace(",", "_").replace(":", "_").replace(".", "p"),
+            loss,
+        ]
+    )
+    path = _CATALOG_OUT / f"{name}.py"
+    path.write_text(numpy_module.render(derive(network), name), encoding="utf-8")
+    return load_module(path, f"_catalog_{name}")
+
+
+def targets(loss: str, rng, m: int, n: int):
+    """Targets valid for ``loss``: rows summing to 1 for softmax CE, in [0, 1] for BCE."""
+    if loss == "softmax_cross_entropy":
+        y = rng.random((m, n))
+        return y / y.sum(axis=1, keepdims=True)  # rows sum to 1: the derivation's assumption
+    if loss == "sigmoid_binary_cross_entropy":
+        return rng.random((m, n))
+    return rng.standard_normal((m, n))

@@ -34,23 +34,3 @@ def backprop(params, x, y):
         if layer:
             delta = (delta @ params[layer][0].T) * (1.0 - activations[layer] ** 2)
     return float(np.sum((out - y) ** 2)), grads[::-1]
-
-
-def central_differences(f, params, h=1e-6):
-    """∂f/∂θ for every entry of every parameter, by (f(θ+h) - f(θ-h)) / 2h."""
-    grads = []
-    for w, b in params:
-        pair = []
-        for arr in (w, b):
-            g = np.zeros_like(arr)
-            for idx in np.ndindex(arr.shape):
-                saved = arr[idx]
-                arr[idx] = saved + h
-                up = f(params)
-                arr[idx] = saved - h
-                down = f(params)
-                arr[idx] = saved
-                g[idx] = (up - down) / (2 * h)
-            pair.append(g)
-        grads.append(tuple(pair))
-    return grads

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import generate, load_module
+from helpers import central_difference, generate, load_module
 
 from derive import catalog, cli, spec
 from derive.backends import array_api
@@ -134,15 +134,10 @@ def test_gradients_match_central_differences(modules, activation, loss):
     x, y = data(loss, m=4, seed=1)
     params = module.init_params(5)
     _, grads = module.backprop(params, x, y)
-    h = 1e-6
     for layer, (w, b) in enumerate(params):
         for which, arr in ((0, w), (1, b)):
             for index in [(0, 0), (arr.shape[0] - 1, arr.shape[1] - 1)]:
-                up = [(pw.copy(), pb.copy()) for pw, pb in params]
-                down = [(pw.copy(), pb.copy()) for pw, pb in params]
-                up[layer][which][index] += h
-                down[layer][which][index] -= h
-                numeric = (float(module.loss(up, x, y)) - float(module.loss(down, x, y))) / (2 * h)
+                numeric = central_difference(lambda: module.loss(params, x, y), arr, index)
                 assert abs(grads[layer][which][index] - numeric) <= 1e-6 * max(1.0, abs(numeric))
 
 
@@ -382,25 +377,10 @@ def test_printer_refuses_functions_outside_the_standard():
         scalar_code(sp.erf(catalog.z), {catalog.z: "z1"})
 
 
-def test_generated_code_passes_mypy_strict_and_ruff(tmp_path):
-    """Libraries are skipped: arrays are ``Any`` (the standard has no array type), and
-    following array_api_compat into numpy's and torch's stubs takes minutes."""
+def test_generated_code_passes_ruff(tmp_path):
+    """Typed by tests/test_lint.py's one mypy run (this spec and generated/array_api)."""
     render_array_api(tmp_path, "6,5,4", "gelu", "softmax_cross_entropy")  # helpers, logsumexp
     paths = [*map(str, tmp_path.glob("*.py")), *map(str, GENERATED)]
-    mypy = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            "--follow-imports=skip",
-            *paths,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert mypy.returncode == 0, mypy.stdout
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     config = ["--config", str(ROOT / "pyproject.toml")]
     for command in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
+from helpers import central_differences
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ def test_gradients_match_central_differences(make_module, layers):
     module = make_module(layers)
     params, x, y = _data(module, batch=4)
     _, grads = module.backprop(params, x, y)
-    numeric = reference.central_differences(lambda p: module.loss(p, x, y), params)
+    numeric = central_differences(lambda p: module.loss(p, x, y), params)
     for (dw, db), (nw, nb) in zip(grads, numeric, strict=True):
         np.testing.assert_allclose(dw, nw, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(db, nb, rtol=1e-6, atol=1e-7)
@@ -160,7 +161,7 @@ def test_random_valid_specs_have_correct_gradients(make_module, sizes, batch):
     module = make_module(",".join(map(str, sizes)))
     params, x, y = _data(module, batch=batch, seed=sum(sizes))
     _, grads = module.backprop(params, x, y)
-    numeric = reference.central_differences(lambda p: module.loss(p, x, y), params)
+    numeric = central_differences(lambda p: module.loss(p, x, y), params)
     for (dw, db), (nw, nb) in zip(grads, numeric, strict=True):
         np.testing.assert_allclose(dw, nw, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(db, nb, rtol=1e-6, atol=1e-7)

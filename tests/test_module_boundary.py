@@ -13,8 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
-import reference
-from helpers import generate
+from helpers import central_differences, generate
 
 # --- modules, generated once per file -------------------------------------------
 
@@ -66,7 +65,7 @@ def _assert_same(got, expected, **tolerance):
 
 def _numeric(module, params, x, y):
     """Central differences of ``module.loss`` by every parameter entry."""
-    return reference.central_differences(lambda p: module.loss(p, x, y), params)
+    return central_differences(lambda p: module.loss(p, x, y), params)
 
 
 # --- 12: out= that aliases inputs or other outputs ---------------------------------

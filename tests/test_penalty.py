@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import run_cli
-from helpers import steady_state_peak
+from helpers import central_differences, steady_state_peak
 
 import derive
 from derive import model, penalty, proof, spec, symbolic_widths
@@ -179,32 +179,13 @@ def data(sizes, m, seed=0):
     return rng.standard_normal((m, sizes[0])), rng.uniform(-1, 1, (m, sizes[-1]))
 
 
-def central_differences(mod, params, x, y, lam, h=1e-6):
-    grads = []
-    for w, b in params:
-        pair = []
-        for arr in (w, b):
-            g = np.empty_like(arr)
-            for idx in np.ndindex(arr.shape):
-                kept = arr[idx]
-                arr[idx] = kept + h
-                upper = mod.loss(params, x, y, l2=lam)
-                arr[idx] = kept - h
-                lower = mod.loss(params, x, y, l2=lam)
-                arr[idx] = kept
-                g[idx] = (upper - lower) / (2 * h)
-            pair.append(g)
-        grads.append(tuple(pair))
-    return grads
-
-
 @pytest.mark.parametrize("lam", [0.0, 0.3, 2.5])
 def test_backprop_matches_central_differences_with_lambda(net, lam):
     params = net.init_params(seed=1)
     x, y = data(net.SIZES, 6)
     value, grads = net.backprop(params, x, y, l2=lam)
     assert value == pytest.approx(net.loss(params, x, y, l2=lam), rel=1e-12)
-    numeric = central_differences(net, params, x, y, lam)
+    numeric = central_differences(lambda p: net.loss(p, x, y, l2=lam), params)
     for pair, reference in zip(grads, numeric, strict=True):
         for g, n in zip(pair, reference, strict=True):
             np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-7)
@@ -231,7 +212,7 @@ def test_gradcheck_with_lambda_catches_a_missing_penalty(net, plain_net):
     params = net.init_params(seed=1)
     x, y = data(net.SIZES, 4)
     _, plain = plain_net.backprop(params, x, y)
-    numeric = central_differences(net, params, x, y, 0.5)
+    numeric = central_differences(lambda p: net.loss(p, x, y, l2=0.5), params)
     assert not np.allclose(plain[0][0], numeric[0][0], rtol=1e-4)
     np.testing.assert_allclose(plain[0][1], numeric[0][1], rtol=1e-5, atol=1e-7)  # biases alike
 

@@ -46,3 +46,12 @@ def test_readme_sample_output_is_what_a_fresh_clone_prints(tmp_path, monkeypatch
     assert [timing.sub("; s]", line) for line in printed] == [
         timing.sub("; s]", line) for line in block[1:]
     ]
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    """The quick start's test command is .ci/run's first pytest line, and its slow run adds -m slow."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"^`(python -m pytest[^`]*)`$", text, re.MULTILINE)
+    assert command, "no test command on a line of its own in README.md"
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line]
+    assert ci == [command[1], f"{command[1]} -m slow"]
