@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sympy as sp
+
 from . import model
 from .expr import (
     Activate,
@@ -21,15 +23,22 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
     SumRows,
     Transpose,
     Var,
     substitute,
+    total,
 )
 from .model import Network, Step
 
@@ -54,6 +63,24 @@ def pull(expr: Expr, adjoint: Expr, into: dict[Var, list[Expr]]) -> None:
         pull(expr.right, SumRows(adjoint) if _is_row(expr.right) else adjoint, into)
     elif isinstance(expr, Activate):
         pull(expr.arg, Hadamard(adjoint, ActivateDeriv(expr.layer, expr.arg)), into)
+    elif isinstance(expr, Hadamard):  # ∂(l ⊙ r) = ∂l ⊙ r + l ⊙ ∂r
+        pull(expr.left, Hadamard(adjoint, expr.right), into)
+        pull(expr.right, Hadamard(adjoint, expr.left), into)
+    elif isinstance(expr, Sub):
+        pull(expr.left, adjoint, into)
+        pull(expr.right, Scale(adjoint, sp.Integer(-1)), into)
+    elif isinstance(expr, Scale):
+        pull(expr.arg, Scale(adjoint, expr.factor), into)
+    elif isinstance(expr, Spread):  # a broadcast's adjoint: the sum over the spread axis
+        pull(expr.arg, total(adjoint, expr.axis), into)
+    elif isinstance(expr, Mean):  # the adjoint spread back over the axis, over the count
+        pull(expr.arg, Scale(Spread(adjoint, expr.axis, expr.count), 1 / expr.count), into)
+    elif isinstance(expr, Power):  # ∂ u^k = k u^{k-1} ∂u
+        lower = expr.arg if expr.exponent == 2 else Power(expr.arg, expr.exponent - 1)
+        pull(expr.arg, Scale(Hadamard(adjoint, lower), sp.Integer(expr.exponent)), into)
+    elif isinstance(expr, InvSqrt):  # ∂ (u + ε)^{-1/2} = -1/2 (u + ε)^{-3/2} ∂u
+        cube = Power(expr, 3)
+        pull(expr.arg, Scale(Hadamard(adjoint, cube), sp.Rational(-1, 2)), into)
     elif isinstance(expr, Loss):
         if adjoint != ONE:
             raise ValueError("the loss must be the end of the chain")

@@ -13,8 +13,11 @@ m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import sympy as sp
 
 
 class Expr:
@@ -153,6 +156,106 @@ class PenaltyGrad(Expr):
 
     def children(self) -> tuple[Expr, ...]:
         return (self.arg,)
+
+
+# --- the normalizations' nodes (issue 14) -----------------------------------------
+#
+# Broadcasting is explicit: a row (or column) enters an entrywise operation with a
+# full matrix only through ``Spread``, so every node's operands have equal shapes
+# (``shapes.shape``), and the broadcast's chain rule is a rule of its own (its adjoint
+# is the sum over the spread axis).  Counts are SymPy symbols (m, n) carried by the
+# nodes; an evaluator resolves them from the sizes it is given.
+
+
+class Axis(enum.Enum):
+    """The axis a statistic runs over: the batch (rows; gives a row) or the features
+    (columns; gives a column)."""
+
+    BATCH = "batch"
+    FEATURES = "features"
+
+
+@dataclass(frozen=True)
+class Sub(Expr):
+    """``left - right``, operands of equal shape."""
+
+    left: Expr
+    right: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Scale(Expr):
+    """``factor · arg`` for a scalar SymPy ``factor`` in rationals and counts (1/m, -1/2)."""
+
+    arg: Expr
+    factor: sp.Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class SumCols(Expr):
+    """``arg 1``: the sum over the features, a one-column matrix."""
+
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Mean(Expr):
+    """The mean over ``axis`` of its ``count`` entries: a row (batch) or a column (features)."""
+
+    arg: Expr
+    axis: Axis
+    count: sp.Symbol
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Spread(Expr):
+    """A row repeated down ``count`` rows (batch), or a column across ``count`` columns."""
+
+    arg: Expr
+    axis: Axis
+    count: sp.Symbol
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Power(Expr):
+    """The entrywise integer power ``arg^{⊙k}`` (k ≥ 2)."""
+
+    arg: Expr
+    exponent: int
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class InvSqrt(Expr):
+    """The entrywise ``(arg + ε)^{-1/2}``, ``eps`` a positive symbol (real for a variance arg ≥ 0)."""
+
+    arg: Expr
+    eps: sp.Symbol
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+def total(arg: Expr, axis: Axis) -> Expr:
+    """The sum over ``axis``: ``SumRows`` over the batch, ``SumCols`` over the features."""
+    return SumRows(arg) if axis is Axis.BATCH else SumCols(arg)
 
 
 def rebuild(expr: Expr, children: tuple[Expr, ...]) -> Expr:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -44,13 +44,21 @@ from .expr import (
     Activate,
     ActivateDeriv,
     Add,
+    Axis,
     Expr,
     Hadamard,
+    InvSqrt,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
@@ -83,6 +91,7 @@ class Semantics:
     derivative: Callable[[int], Callable[[sp.Expr], sp.Expr]]
     loss: LossFunction
     penalty_gradient: sp.Expr = penalty.GRADIENT  # λ w: how PenaltyGrad reads, entry by entry
+    sizes: Mapping[sp.Symbol, int] = field(default_factory=dict)  # counts m, n: their values
 
 
 def generic_semantics(loss: LossFunction) -> Semantics:
@@ -137,7 +146,49 @@ def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
     if isinstance(expr, PenaltyGrad):
         gradient = sem.penalty_gradient
         return evaluate(expr.arg, env, sem).applyfunc(lambda e: gradient.subs(penalty.w, e))
+    if isinstance(expr, (Sub, Scale, SumCols, Mean, Spread, Power, InvSqrt)):
+        return evaluate_normalization(expr, env, sem)
     raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+
+def _count(symbol: sp.Symbol, sem: Semantics) -> int:
+    if symbol not in sem.sizes:
+        raise sp.ShapeError(f"no size given for the count {symbol}")
+    return sem.sizes[symbol]
+
+
+def evaluate_normalization(
+    expr: Sub | Scale | SumCols | Mean | Spread | Power | InvSqrt, env: Env, sem: Semantics
+) -> sp.Matrix:
+    """The normalizations' nodes on explicit matrices (counts from ``sem.sizes``)."""
+    inner = evaluate(expr.children()[0], env, sem)
+    if isinstance(expr, Sub):
+        right = evaluate(expr.right, env, sem)
+        if inner.shape != right.shape:
+            raise sp.ShapeError(f"difference of {inner.shape} and {right.shape}")
+        return inner - right
+    if isinstance(expr, Scale):
+        return inner * expr.factor.subs(sem.sizes)
+    if isinstance(expr, SumCols):
+        return inner * sp.ones(inner.cols, 1)
+    if isinstance(expr, Mean):
+        count = _count(expr.count, sem)
+        if expr.axis is Axis.BATCH and inner.rows == count:
+            return sp.ones(1, count) * inner / count
+        if expr.axis is Axis.FEATURES and inner.cols == count:
+            return inner * sp.ones(count, 1) / count
+        raise sp.ShapeError(f"mean of {count} over the {expr.axis.value} of {inner.shape}")
+    if isinstance(expr, Spread):
+        count = _count(expr.count, sem)
+        if expr.axis is Axis.BATCH and inner.rows == 1:
+            return sp.ones(count, 1) * inner
+        if expr.axis is Axis.FEATURES and inner.cols == 1:
+            return inner * sp.ones(1, count)
+        raise sp.ShapeError(f"spread over the {expr.axis.value} of {inner.shape}")
+    if isinstance(expr, Power):
+        return inner.applyfunc(lambda e: e**expr.exponent)
+    half = sp.Rational(-1, 2)
+    return inner.applyfunc(lambda e: sp.Pow(e + expr.eps, half))
 
 
 def penalty_of(weights: list[sp.Matrix]) -> sp.Expr:
