@@ -188,17 +188,11 @@ def factor_shape(factor: Factor, facts: Facts) -> Shape:
 
 
 def monomial_shape(mono: Monomial, facts: Facts) -> Shape:
-    shapes = [factor_shape(f, facts) for f, _ in mono.powers]
-    rows = next((r for r, _ in shapes if r != ONE), ONE)
-    cols = next((c for _, c in shapes if c != ONE), ONE)
-    return rows, cols
+    return _union(*(factor_shape(f, facts) for f, _ in mono.powers))
 
 
 def poly_shape(poly: Poly, facts: Facts) -> Shape:
-    shapes = [monomial_shape(mono, facts) for mono, _ in poly.terms]
-    rows = next((r for r, _ in shapes if r != ONE), ONE)
-    cols = next((c for _, c in shapes if c != ONE), ONE)
-    return rows, cols
+    return _union(*(monomial_shape(mono, facts) for mono, _ in poly.terms))
 
 
 def _constant_along(factor: Factor, axis: Axis, facts: Facts) -> bool:
@@ -447,25 +441,36 @@ class Simplified:
         return self.expr != self.raw
 
 
+def _union(*shapes: Shape) -> Shape:
+    rows = next((r for r, _ in shapes if r != ONE), ONE)
+    cols = next((c for _, c in shapes if c != ONE), ONE)
+    return rows, cols
+
+
+def _compact(poly: Poly, facts: Facts, fired: list[str]) -> Expr:
+    """The normal form as IR: the common factor in front when ``collect`` finds one."""
+    collected = collect(poly, facts)
+    if collected is None:
+        return poly_ir(abbreviate(poly, facts, fired), facts)
+    common, scalar, rest = collected
+    fired.append("collect")
+    inner = poly_ir(abbreviate(rest, facts, fired), facts)
+    if not common.powers:
+        return Scale(inner, scalar)
+    front_shape, inner_shape = monomial_shape(common, facts), poly_shape(rest, facts)
+    want = _union(front_shape, inner_shape)
+    front = _spread_to(monomial_ir(common, facts), front_shape, want, facts)
+    inner = _spread_to(inner, inner_shape, want, facts)
+    return Hadamard(front if scalar == ONE else Scale(front, scalar), inner)
+
+
 def simplify(raw: Expr, facts: Facts, rules: tuple[Rule, ...] = RULES) -> Simplified:
-    """The compact form of ``raw``; ``raw`` itself when the normal form does not cover it."""
+    """The compact form of ``raw`` (spread back to ``raw``'s shape if the rules made every
+    term constant along an axis); ``raw`` itself when the normal form does not cover it."""
     try:
         poly, fired = normal_form(expand(raw), facts, rules)
-        collected = collect(poly, facts)
-        if collected is None:
-            expr = poly_ir(abbreviate(poly, facts, fired), facts)
-        else:
-            common, scalar, rest = collected
-            fired.append("collect")
-            inner = poly_ir(abbreviate(rest, facts, fired), facts)
-            outer = Scale(monomial_ir(common, facts), scalar) if common.powers else None
-            if outer is None:
-                expr = Scale(inner, scalar)
-            else:
-                have = monomial_shape(common, facts)
-                want = poly_shape(rest, facts)
-                outer = Scale(_spread_to(monomial_ir(common, facts), have, want, facts), scalar)
-                expr = Hadamard(outer if scalar != ONE else outer.arg, inner)
+        expr = _compact(poly, facts, fired)
     except NotPolynomial:
         return Simplified(raw, raw, ())
+    expr = _spread_to(expr, shape(expr, facts.shapes), shape(raw, facts.shapes), facts)
     return Simplified(raw, expr, tuple(dict.fromkeys(fired)))

@@ -297,3 +297,16 @@ def test_the_document_compiles():
     from derive.pdf import compile_pdf
 
     assert compile_pdf(document([LAYER_NORM, BATCH_NORM])).startswith(b"%PDF")
+
+
+def test_a_sum_of_a_spread_row_is_the_count_times_the_row():
+    """Σ_rows of γ spread down the batch is m γ (``constants_leave_sums``, ``sum_of_a_constant``);
+    the result keeps the raw form's shape."""
+    gamma = BATCH_NORM.gamma
+    result = simplify(SumRows(Spread(gamma, Axis.BATCH, BATCH)), BATCH_NORM.facts())
+    assert result.expr == Scale(gamma, BATCH)
+    assert "sum_of_a_constant" in result.rules
+    full = simplify(
+        Spread(SumRows(Spread(gamma, Axis.BATCH, BATCH)), Axis.BATCH, BATCH), BATCH_NORM.facts()
+    )
+    assert shape(full.expr, BATCH_NORM.shapes()) == (BATCH, WIDTH)
