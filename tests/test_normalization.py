@@ -310,3 +310,48 @@ def test_a_sum_of_a_spread_row_is_the_count_times_the_row():
         Spread(SumRows(Spread(gamma, Axis.BATCH, BATCH)), Axis.BATCH, BATCH), BATCH_NORM.facts()
     )
     assert shape(full.expr, BATCH_NORM.shapes()) == (BATCH, WIDTH)
+
+
+@pytest.mark.parametrize("layer", [LAYER_NORM, BATCH_NORM], ids=["layer", "batch"])
+def test_compact_form_matches_torch(layer):
+    """The derived forward and compact backward, at numbers, against PyTorch's autograd of
+    F.layer_norm / F.batch_norm (training mode): same ε placement, same biased variance."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    m, n = 4, 3
+    rng = np.random.default_rng(14)
+    x, g = rng.standard_normal((m, n)), rng.standard_normal((m, n))
+    gamma, beta = rng.standard_normal((1, n)), rng.standard_normal((1, n))
+    eps = 1e-3
+    env = {
+        layer.x: sp.Matrix(x),
+        layer.gamma: sp.Matrix(gamma),
+        layer.beta: sp.Matrix(beta),
+        G: sp.Matrix(g),
+    }
+    loss = LossFunction("none", sp.Integer(0), "", "")
+    sem = Semantics(
+        lambda _: sp.Function("a"), lambda _: sp.Function("Da"), loss, sizes={BATCH: m, WIDTH: n}
+    )
+    for step in layer.steps():
+        env[step.target] = evaluate(step.expr, env, sem).subs(EPS, eps)
+    for name, definition in layer.facts().abbreviations.items():
+        env[name] = evaluate(definition, env, sem)
+    ours = {
+        v: np.array(evaluate(s.expr, env, sem), dtype=float)
+        for v, s in derive_normalization(layer).compact.items()
+    }
+
+    tx = torch.tensor(x, requires_grad=True)
+    tg = torch.tensor(gamma[0], requires_grad=True)
+    tb = torch.tensor(beta[0], requires_grad=True)
+    if layer.axis is Axis.FEATURES:
+        y = torch.nn.functional.layer_norm(tx, (n,), tg, tb, eps)
+    else:
+        y = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True, eps=eps)
+    assert np.allclose(np.array(env[layer.y], dtype=float), y.detach().numpy(), atol=1e-12)
+    (y * torch.tensor(g)).sum().backward()
+    assert np.allclose(ours[layer.x], tx.grad.numpy(), atol=1e-10)
+    assert np.allclose(ours[layer.gamma][0], tg.grad.numpy(), atol=1e-10)
+    assert np.allclose(ours[layer.beta][0], tb.grad.numpy(), atol=1e-10)
