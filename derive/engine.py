@@ -218,9 +218,12 @@ def identical_with_radicals(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
     """Decide lhs == rhs entrywise where the entries hold square roots √b of polynomials.
 
     Each √b becomes a positive atom t (``Radicals``); a difference that does not expand to
-    0 is brought over one denominator and its numerator reduced modulo t² = b.  What
-    remains is linear in each t; the √b of distinct non-square bases are linearly
-    independent over the rational functions, so it is 0 exactly when the identity holds.
+    0 is brought over one denominator and its numerator reduced modulo t² = b.  Both steps
+    only substitute equals, so "equal" is sound.  What remains is linear in each t, and
+    products of roots of bases that are multiplicatively independent modulo squares are
+    linearly independent over the rational functions, so "differs" is exact for such bases
+    (the normalizations' v_i + ε are: each is of degree 1 in ε, hence irreducible, and
+    they are distinct); for other bases it can only err towards "differs".
     """
     if lhs.shape != rhs.shape:
         return False, f"shape {rhs.shape}, expected {lhs.shape}"
