@@ -14,7 +14,7 @@ from . import catalog
 from .catalog import A, LossFunction, batch, outputs, target
 
 
-class GenericActivation(sp.Function):
+class GenericActivation(sp.Function):  # type: ignore[misc]  # SymPy has no types: its classes are Any
     """An arbitrary activation a_l, whose derivative is the arbitrary function Da_l.
 
     (The step lemma's arbitrary upstream loss g of many arguments is one too.)
@@ -48,7 +48,7 @@ def generic_activation(layer: int) -> tuple[type[GenericActivation], sp.Function
 
 def claimed_gradient(loss: LossFunction) -> sp.Expr:
     """The loss gradient as the generated code computes it (fused: through the link's A)."""
-    if loss.gradient_from_output is None:
+    if loss.link is None or loss.gradient_from_output is None:
         return loss.gradient
     return loss.gradient_from_output.subs(A, loss.link.definition)
 

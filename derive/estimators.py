@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -35,6 +36,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("derive's estimators need scikit-learn: pip install 'derive[train]'") from err
 
 from . import _build
+
+Params = list[tuple[NDArray[np.floating], NDArray[np.floating]]]
+"""A generated module's parameters: (W, b) per layer."""
 
 _ACTIVATION_NAMES = {"logistic": "sigmoid"}
 """scikit-learn's activation names that derive spells differently."""
@@ -112,7 +116,7 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
         layers = ",".join(map(str, sizes))
         return _build.network_module(layers, self._activations(len(sizes) - 1), self._loss)
 
-    def _optimizer(self, module: ModuleType, params: list, batch: int) -> Any:
+    def _optimizer(self, module: ModuleType, params: Params, batch: int) -> Any:
         decay = float(self.alpha) / batch
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
@@ -221,7 +225,7 @@ class _Stopper:
     """The fit callback: scikit-learn's stopping rule (tol, n_iter_no_change)."""
 
     def __init__(
-        self, estimator: _BaseMLP, module: ModuleType, params: list, validation: Any
+        self, estimator: _BaseMLP, module: ModuleType, params: Params, validation: Any
     ) -> None:
         self.estimator, self.module, self.params, self.validation = (
             estimator,
@@ -230,7 +234,7 @@ class _Stopper:
             validation,
         )
         self.best = np.inf
-        self.best_params: list | None = None
+        self.best_params: Params | None = None
         self.scores: list[float] = []
         self.stale = 0
         self.converged = False

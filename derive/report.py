@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .model import Network
 
 
-class _Plain(StrPrinter):
+class _Plain(StrPrinter):  # type: ignore[misc]  # SymPy has no types: its classes are Any
     """SymPy's str printer, with ``Piecewise`` as ``x if cond else y``."""
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
@@ -36,7 +36,8 @@ class _Plain(StrPrinter):
 
 def plain(expr: sp.Basic, **settings: object) -> str:
     """A formula as plain text: ``1 if A > 0 else 0``, ``1 - A**2``."""
-    return _Plain(settings).doprint(expr)
+    text: str = _Plain(settings).doprint(expr)
+    return text
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from . import catalog, model, proof
+from .derivation import Derivation
 from .derivation import derive as derive_identities
 from .expr import (
     Activate,
@@ -45,12 +46,25 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
+    Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
+    Penalty,
+    PenaltyGrad,
+    Power,
+    Spread,
+    Sub,
+    SumCols,
     Transpose,
     Var,
+    assert_never,
     substitute,
+)
+from .expr import (
+    Scale as DeriveScale,
 )
 from .expr import (
     SumRows as DeriveSumRows,
@@ -305,7 +319,10 @@ class Network:
             if leaf.k == 2 * self.depth + 1:
                 return (1, 1)
             return (self.batch, self.widths[(leaf.k + 1) // 2])
-        return self.params[leaf].shape  # type: ignore[index]
+        if isinstance(leaf, Param):
+            rows, cols = self.params[leaf].shape
+            return (rows, cols)
+        raise TypeError(f"{leaf} is not a leaf")
 
     def value(self, leaf: Node) -> sp.Matrix:
         if isinstance(leaf, F):
@@ -510,11 +527,14 @@ GENERAL_WIDTHS = (3, 2, 4, 2)
 MAX_READINGS = 50_000
 
 
-NETWORKS: dict = {}
+NetworkCache = dict[tuple[tuple[int, ...], int], Network]
+"""Explicit networks by (widths, batch)."""
+
+NETWORKS: NetworkCache = {}
 """The explicit networks, with their gradients, reused by every check in this process."""
 
 
-def _instance_nets(eq: Equation, cache: dict) -> list[tuple[int, Network]]:
+def _instance_nets(eq: Equation, cache: NetworkCache) -> list[tuple[int, Network]]:
     widths = GENERAL_WIDTHS if eq.general else SEED_WIDTHS
     key = (widths, eq.batch)
     if key not in cache:
@@ -553,7 +573,7 @@ def _differs_at_a_point(lhs: sp.Matrix, rhs: sp.Matrix) -> bool:
     return any(sp.expand((a - b).xreplace(point)) != 0 for a, b in zip(left, right, strict=True))
 
 
-def decide(eq: Equation, cache: dict | None = None) -> Verdict:
+def decide(eq: Equation, cache: NetworkCache | None = None) -> Verdict:
     """The verdict for one equation, from the engine alone."""
     start = time.perf_counter()
     cache = NETWORKS if cache is None else cache
@@ -590,7 +610,7 @@ def decide(eq: Equation, cache: dict | None = None) -> Verdict:
 # --- derive's own identity, in the seed's notation ------------------------------
 
 
-def _derivation(depth: int):
+def _derivation(depth: int) -> tuple[model.Network, Derivation]:
     tanh = catalog.activation("tanh")  # any entrywise activation: the trees name only "a"
     network = model.Network(
         tuple(range(2, depth + 3)), (tanh,) * depth, catalog.loss_function("l2")
@@ -630,42 +650,52 @@ def derived_identity(eq: Equation, n: int | None = None) -> Node:
 
 
 def _from_derive(e: Expr, general: bool) -> Node:
-    """A derive expression tree as a seed tree (z_l, a_l as f_k, or z_l, a(z_l) in general)."""
-    if isinstance(e, Var):
-        if e.kind == "a":
-            if e.layer == 0:
-                return F(0)
-            return Act(Z(e.layer)) if general else F(2 * e.layer)
-        if e.kind == "z":
-            return Z(e.layer) if general else F(2 * e.layer - 1)  # type: ignore[operator]
-        if e.kind == "delta":
-            return Grad(Z(e.layer) if general else F(2 * e.layer - 1))  # type: ignore[operator]
-        if e.kind in ("W", "b"):
-            return Param(e.kind, e.layer)  # type: ignore[arg-type]
-        if e.kind == "Y":
+    """A derive expression tree as a seed tree (z_l, a_l as f_k, or z_l, a(z_l) in general).
+
+    f_k is the seed's own numbering of its two-layer chain (z_l = f_{2l-1}, a_l = f_{2l}).
+    """
+    match e:
+        case Var(kind=Kind.Y):
             return Param("Y")
-    if isinstance(e, MatMul):
-        return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "mat")
-    if isinstance(e, Hadamard):
-        return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "had")
-    if isinstance(e, Add):
-        return Plus(_from_derive(e.left, general), _from_derive(e.right, general))
-    if isinstance(e, Transpose):
-        return T(_from_derive(e.arg, general))
-    if isinstance(e, DeriveSumRows):
-        return SumRows(_from_derive(e.arg, general))
-    if isinstance(e, Activate):
-        return Act(_from_derive(e.arg, general))
-    if isinstance(e, ActivateDeriv):
-        return DAct(_from_derive(e.arg, general))
-    if isinstance(e, LossGrad):
-        l2 = catalog.loss_function("l2")
-        if sp.expand(l2.gradient - 2 * (catalog.pred - catalog.target)) != 0:
-            raise ValueError("the l2 gradient is no longer 2(Ŷ - Y)")
-        return Scale(2, Minus(_from_derive(e.pred, general), Param("Y")))
-    if isinstance(e, Loss):
-        return NormSq(Minus(_from_derive(e.pred, general), Param("Y")))
-    raise TypeError(f"cannot convert {type(e).__name__}")
+        case Var(kind=Kind.A, layer=0):
+            return F(0)
+        case Var(kind=Kind.A | Kind.Z | Kind.DELTA | Kind.W | Kind.B, layer=int(layer)):
+            if e.kind is Kind.A:
+                return Act(Z(layer)) if general else F(2 * layer)
+            if e.kind is Kind.Z:
+                return Z(layer) if general else F(2 * layer - 1)
+            if e.kind is Kind.DELTA:
+                return Grad(Z(layer) if general else F(2 * layer - 1))
+            return Param(e.kind.value, layer)
+        case Var():
+            raise ValueError(f"the seed has no counterpart of derive's {e.name}")
+        case MatMul():
+            return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "mat")
+        case Hadamard():
+            return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "had")
+        case Add():
+            return Plus(_from_derive(e.left, general), _from_derive(e.right, general))
+        case Transpose():
+            return T(_from_derive(e.arg, general))
+        case DeriveSumRows():
+            return SumRows(_from_derive(e.arg, general))
+        case Activate():
+            return Act(_from_derive(e.arg, general))
+        case ActivateDeriv():
+            return DAct(_from_derive(e.arg, general))
+        case LossGrad():
+            l2 = catalog.loss_function("l2")
+            if sp.expand(l2.gradient - 2 * (catalog.pred - catalog.target)) != 0:
+                raise ValueError("the l2 gradient is no longer 2(Ŷ - Y)")
+            return Scale(2, Minus(_from_derive(e.pred, general), Param("Y")))
+        case Loss():
+            return NormSq(Minus(_from_derive(e.pred, general), Param("Y")))
+        case Penalty() | PenaltyGrad():
+            raise ValueError(f"the seed has no weight penalty ({type(e).__name__})")
+        case Sub() | DeriveScale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+            raise ValueError(f"the seed has no normalization ({type(e).__name__})")
+        case _:
+            assert_never(e)
 
 
 # --- the seed's equations --------------------------------------------------------

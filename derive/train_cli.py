@@ -158,13 +158,14 @@ def load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
 def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray]:
     with path.open(encoding="utf-8") as f:
         header = [h.strip() for h in f.readline().strip().split(",")]
-    column = len(header) - 1 if label is None else None
-    if label is not None:
-        if label not in header:
-            raise UsageError(
-                f"--label-column {label!r} is not a column of {path.name}: {', '.join(header)}"
-            )
+    if label is None:
+        column = len(header) - 1
+    elif label in header:
         column = header.index(label)
+    else:
+        raise UsageError(
+            f"--label-column {label!r} is not a column of {path.name}: {', '.join(header)}"
+        )
     try:
         table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     except ValueError as err:
@@ -224,6 +225,7 @@ def run(argv: list[str]) -> int:
     loss = args.loss or ("l2" if regression else "softmax_cross_entropy")
     if len(y) != len(x) or len(x) == 0:
         raise UsageError(f"--data {args.data!r}: x has {len(x)} rows, y has {len(y)}")
+    targets: np.ndarray  # 2-d for regression, 1-d class indices for classification
     if regression:
         targets = np.asarray(y, float).reshape(len(y), -1)
         n_out, what = targets.shape[1], "targets"

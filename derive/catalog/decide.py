@@ -36,7 +36,7 @@ def _smooth_zero(expr: sp.Expr) -> bool:
     expr = sp.expand(expr.rewrite(sp.log).rewrite(sp.exp))
     if expr == 0:
         return True
-    return sp.cancel(sp.together(_exp_as_powers(expr))) == 0
+    return bool(sp.cancel(sp.together(_exp_as_powers(expr))) == 0)
 
 
 _POSITIVE = sp.Symbol("p", positive=True)
@@ -78,4 +78,4 @@ def softmax_form_holds(definition: sp.Expr, form: sp.Expr) -> bool:
     difference = sp.expand(sp.powsimp(form.rewrite(sp.log), combine="exp", deep=True)) - definition
     if sp.expand(difference) == 0:
         return True
-    return sp.cancel(sp.together(sp.expand(difference))) == 0
+    return bool(sp.cancel(sp.together(sp.expand(difference))) == 0)

@@ -39,7 +39,7 @@ class LossFunction:
 
     @property
     def rowwise(self) -> bool:
-        return self.entry.has(sp.Indexed)
+        return bool(self.entry.has(sp.Indexed))
 
     @property
     def argument(self) -> sp.Expr:
@@ -123,7 +123,7 @@ def row_loss_form_holds(loss: LossFunction, form: sp.Expr) -> bool:
     difference = sp.expand((restored.rewrite(sp.log) - expected).doit())
     if difference == 0:
         return True
-    return sp.simplify(difference) == 0
+    return bool(sp.simplify(difference) == 0)
 
 
 LOSSES: dict[str, LossFunction] = {

@@ -26,7 +26,7 @@ P = sp.IndexedBase("p", real=True)
 T = sp.IndexedBase("y", real=True)
 
 
-class LogSumExp(sp.Function):
+class LogSumExp(sp.Function):  # type: ignore[misc]  # SymPy has no types: its classes are Any
     """log Σ_j exp(z_j) over one row; numpy evaluates it with the max taken out."""
 
     nargs = 1

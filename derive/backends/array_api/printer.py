@@ -75,7 +75,8 @@ class _ArrayApi(ArrayPrinter):
             if arg == 0:
                 return f"xp.zeros_like({like})"
             return f"xp.full_like({like}, {float(arg)!r})"
-        return self._print(arg)
+        code: str = self._print(arg)
+        return code
 
     def _call(self, name: str, expr: sp.Expr, args: tuple[sp.Expr, ...]) -> str:
         like = self._like(expr)
@@ -106,7 +107,7 @@ class _ArrayApi(ArrayPrinter):
 
 def scalar_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     """Array API code for a catalog formula, its symbols renamed to array names."""
-    code = _ArrayApi(names).doprint(float_constants(expr))
+    code: str = _ArrayApi(names).doprint(float_constants(expr))
     used = set(_DOTTED.findall(code)) - {(name, "T") for name in names.values()}
     outside = sorted(
         f"{head}.{tail}" for head, tail in used if head != "xp" or tail not in STANDARD

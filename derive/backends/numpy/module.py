@@ -48,7 +48,9 @@ def _environment() -> jinja2.Environment:
 
 def template_source(name: str) -> str:
     """A template's text, from this package's ``templates`` folder (shipped in the wheel)."""
-    return resources.files(__package__).joinpath(TEMPLATES, name).read_text(encoding="utf-8")
+    # one name per joinpath: Traversable.joinpath takes several only from Python 3.11
+    folder = resources.files(__package__).joinpath(TEMPLATES)
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 RUNTIME = "runtime.py"
@@ -152,7 +154,7 @@ def _fast_fields(derivation: Derivation) -> dict[str, object]:
     network = derivation.network
     plan = planner.plan(derivation, NumpyCode(network), MatrixText(network))
     constants = [name for value in plan.constants if (name := planner.constant_name(value))]
-    names = ["ones", *(name for name, _ in plan.buffers), *constants]
+    names = [planner.ONES, *(name for name, _ in plan.buffers), *constants]
     widths = [str(width) for _, width in plan.buffers]
     layers = range(1, network.depth + 1)
     return {

@@ -38,7 +38,8 @@ class NumpyPrinter(ArrayPrinter):
     """SymPy's numpy printer, writing ``np.`` and the arrays' own names."""
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
-        return super()._module_format(fqn, register).replace("numpy.", "np.")
+        name: str = super()._module_format(fqn, register)
+        return name.replace("numpy.", "np.")
 
     def _print_LogSumExp(self, expr: catalog.LogSumExp) -> str:
         return f"np.logaddexp.reduce({self._print(expr.args[0])}, axis=1, keepdims=True)"
@@ -62,7 +63,8 @@ class NumpyPrinter(ArrayPrinter):
 
 def scalar_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     """numpy code for a catalog formula, its symbols renamed to array names."""
-    return NumpyPrinter(names).doprint(float_constants(expr))
+    code: str = NumpyPrinter(names).doprint(float_constants(expr))
+    return code
 
 
 INLINE_LIMIT = 32
