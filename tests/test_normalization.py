@@ -26,7 +26,7 @@ from derive.expr import (
     total,
 )
 from derive.latex_normalization import document, equations
-from derive.layers import BATCH, EPS, WIDTH
+from derive.layers import BATCH, EPS, WIDTH, BatchNorm, LayerNorm
 from derive.normalization import (
     BATCH_NORM,
     LAYER_NORM,
@@ -36,7 +36,7 @@ from derive.normalization import (
     shapes,
 )
 from derive.proof import Semantics, evaluate, symbols_matrix
-from derive.proof_normalization import SIZES, check_normalization
+from derive.proof_normalization import SIZES, check_dense_then_normalization, check_normalization
 from derive.shapes import ShapeError, shape
 from derive.simplify import (
     RULES,
@@ -361,8 +361,6 @@ def test_compact_form_matches_torch(layer):
 
 
 def test_layers_refuse_a_width_they_cannot_normalize():
-    from derive.layers import BatchNorm, LayerNorm
-
     with pytest.raises(ValueError, match="layer norm layer needs a width of at least 2, got 1"):
         LayerNorm(2, 1)
     with pytest.raises(ValueError, match="batch norm layer needs a width of at least 1, got 0"):
@@ -370,3 +368,22 @@ def test_layers_refuse_a_width_they_cannot_normalize():
     with pytest.raises(ValueError, match="index of at least 1, got 0"):
         BatchNorm(0, 3)
     assert BatchNorm(2, 1).parameters() == (Var(Kind.GAMMA, 2), Var(Kind.BETA, 2))
+
+
+# --- composed with a dense layer and a loss -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param(LayerNorm, marks=pytest.mark.slow), BatchNorm], ids=["layer", "batch"]
+)
+def test_dense_then_normalization_is_proved(kind):
+    check = check_dense_then_normalization(kind)
+    assert check.ok, check.detail
+
+
+def test_dense_then_normalization_rejects_a_wrong_gradient():
+    """Negative control: ∂L/∂γ_2 claimed as 1ᵀ ĝ_2 (the x̂ factor forgotten)."""
+    norm = BatchNorm(2, 3)
+    claims = {norm.gamma: SumRows(norm.var(Kind.NORMALIZED_GRAD))}
+    check = check_dense_then_normalization(BatchNorm, claims=claims)
+    assert check.status.value == "failed" and check.detail.startswith("gamma2")
