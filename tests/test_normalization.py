@@ -7,7 +7,7 @@ import shutil
 import pytest
 import sympy as sp
 
-from derive import engine, model
+from derive import catalog, engine, model
 from derive.catalog import LossFunction
 from derive.derivation import pull
 from derive.expr import (
@@ -387,3 +387,23 @@ def test_dense_then_normalization_rejects_a_wrong_gradient():
     claims = {norm.gamma: SumRows(norm.var(Kind.NORMALIZED_GRAD))}
     check = check_dense_then_normalization(BatchNorm, claims=claims)
     assert check.status.value == "failed" and check.detail.startswith("gamma2")
+
+
+@pytest.mark.parametrize("kind", [LayerNorm, BatchNorm], ids=["layer", "batch"])
+def test_the_composed_chain_instantiates_the_lemma(kind):
+    """In dense → normalization → loss, the normalization's identities are, term for term,
+    its lemma's with G := ∂L/∂y (structural, like ``proof.check_layers_are_lemma_instances``)."""
+    from derive.derivation import backward
+    from derive.expr import ActivateDeriv, Loss, LossGrad, substitute
+    from derive.layers import Dense, Step, numbered
+
+    dense, norm = Dense(1, 2, 3, catalog.activation("tanh")), kind(2, 3)
+    steps = numbered(
+        [*dense.steps(), *norm.steps(), Step(0, model.LOSS, Loss(norm.output, model.Y))]
+    )
+    chain = backward(steps, {model.LOSS: model.SEED})
+    lemma = backward(*norm.lemma_chain())
+    upstream = {G: LossGrad(norm.output, model.Y)}
+    for var in (norm.xhat, norm.gamma, norm.beta):
+        assert chain[var] == substitute(lemma[var], upstream)
+    assert chain[model.z(1)] == Hadamard(lemma[norm.input], ActivateDeriv(1, model.z(1)))
