@@ -6,6 +6,7 @@ imported on first use, so ``import derive`` stays light.
 
 from __future__ import annotations
 
+from . import defaults
 from .version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow `import derive`
@@ -20,8 +21,8 @@ __all__ = ["MLPClassifier", "MLPRegressor", "__version__", "derive", "seed_check
 
 def derive(
     layers: str | Sequence[int],
-    activation: str | Sequence[str] = "tanh",
-    loss: str = "l2",
+    activation: str | Sequence[str] = defaults.ACTIVATION,
+    loss: str = defaults.LOSS,
     **options: Any,
 ) -> Derived:
     """Derive and prove backpropagation: ``derive.derive([20, 50, 10], activation="tanh")``.

@@ -18,6 +18,7 @@ from . import (
     api,
     backends,
     catalog,
+    defaults,
     extra_outputs,
     files,
     naming,
@@ -115,11 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", help="layer widths n0,n1,...,nL, e.g. 20,50,10 (required)")
     p.add_argument(
         "--activation",
-        default="tanh",
+        default=defaults.ACTIVATION,
         metavar="NAME[:VALUE][,...]",
-        help="one activation for every layer, or one per layer (comma list); default tanh",
+        help="one activation for every layer, or one per layer (comma list); "
+        f"default {defaults.ACTIVATION}",
     )
-    p.add_argument("--loss", default="l2", metavar="NAME", help="the loss (default l2, the seed's)")
+    p.add_argument(
+        "--loss",
+        default=defaults.LOSS,
+        metavar="NAME",
+        help=f"the loss (default {defaults.LOSS}, the seed's)",
+    )
     p.add_argument(
         "--l2",
         action="store_true",

@@ -24,6 +24,7 @@ from .expr import (
     Expr,
     Hadamard,
     InvSqrt,
+    Kind,
     Loss,
     LossGrad,
     MatMul,
@@ -34,63 +35,71 @@ from .expr import (
     Scale,
     Spread,
     Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
+    assert_never,
     substitute,
     total,
 )
-from .model import Network, Step
+from .layers import SEED, Step, dense_lemma_chain, numbered
+from .model import Network
 
-ONE = Var("1")
+ONE = SEED
 """The seed adjoint ∂L/∂L."""
+
+step_lemma_chain = dense_lemma_chain
+"""The dense layer's one-step lemma (``layers.Dense.lemma_chain``), under its historic name."""
 
 
 def _is_row(expr: Expr) -> bool:
     """True for one-row matrices that are broadcast over the batch."""
-    return (isinstance(expr, Var) and expr.kind == "b") or isinstance(expr, SumRows)
+    return (isinstance(expr, Var) and expr.kind is Kind.B) or isinstance(expr, SumRows)
 
 
 def pull(expr: Expr, adjoint: Expr, into: dict[Var, list[Expr]]) -> None:
     """Push ``adjoint`` (∂L/∂expr) down to the variables ``expr`` reads."""
-    if isinstance(expr, Var):
-        into.setdefault(expr, []).append(adjoint)
-    elif isinstance(expr, MatMul):
-        pull(expr.left, MatMul(adjoint, Transpose(expr.right)), into)
-        pull(expr.right, MatMul(Transpose(expr.left), adjoint), into)
-    elif isinstance(expr, Add):
-        pull(expr.left, SumRows(adjoint) if _is_row(expr.left) else adjoint, into)
-        pull(expr.right, SumRows(adjoint) if _is_row(expr.right) else adjoint, into)
-    elif isinstance(expr, Activate):
-        pull(expr.arg, Hadamard(adjoint, ActivateDeriv(expr.layer, expr.arg)), into)
-    elif isinstance(expr, Hadamard):  # ∂(l ⊙ r) = ∂l ⊙ r + l ⊙ ∂r
-        pull(expr.left, Hadamard(adjoint, expr.right), into)
-        pull(expr.right, Hadamard(adjoint, expr.left), into)
-    elif isinstance(expr, Sub):
-        pull(expr.left, adjoint, into)
-        pull(expr.right, Scale(adjoint, sp.Integer(-1)), into)
-    elif isinstance(expr, Scale):
-        pull(expr.arg, Scale(adjoint, expr.factor), into)
-    elif isinstance(expr, Spread):  # a broadcast's adjoint: the sum over the spread axis
-        pull(expr.arg, total(adjoint, expr.axis), into)
-    elif isinstance(expr, Mean):  # the adjoint spread back over the axis, over the count
-        pull(expr.arg, Scale(Spread(adjoint, expr.axis, expr.count), 1 / expr.count), into)
-    elif isinstance(expr, Power):  # ∂ u^k = k u^{k-1} ∂u
-        lower = expr.arg if expr.exponent == 2 else Power(expr.arg, expr.exponent - 1)
-        pull(expr.arg, Scale(Hadamard(adjoint, lower), sp.Integer(expr.exponent)), into)
-    elif isinstance(expr, InvSqrt):  # ∂ (u + ε)^{-1/2} = -1/2 (u + ε)^{-3/2} ∂u
-        cube = Power(expr, 3)
-        pull(expr.arg, Scale(Hadamard(adjoint, cube), sp.Rational(-1, 2)), into)
-    elif isinstance(expr, Loss):
-        if adjoint != ONE:
-            raise ValueError("the loss must be the end of the chain")
-        pull(expr.pred, LossGrad(expr.pred, expr.target), into)
-    elif isinstance(expr, Penalty):
-        if adjoint != ONE:
-            raise ValueError("the penalty must be a term of the objective")
-        pull(expr.arg, PenaltyGrad(expr.arg), into)
-    else:
-        raise TypeError(f"no chain rule for {type(expr).__name__}")
+    match expr:
+        case Var():
+            into.setdefault(expr, []).append(adjoint)
+        case MatMul(left, right):
+            pull(left, MatMul(adjoint, Transpose(right)), into)
+            pull(right, MatMul(Transpose(left), adjoint), into)
+        case Add(left, right):
+            pull(left, SumRows(adjoint) if _is_row(left) else adjoint, into)
+            pull(right, SumRows(adjoint) if _is_row(right) else adjoint, into)
+        case Activate(layer, arg):
+            pull(arg, Hadamard(adjoint, ActivateDeriv(layer, arg)), into)
+        case Loss(pred, target):
+            if adjoint != ONE:
+                raise ValueError("the loss must be the end of the chain")
+            pull(pred, LossGrad(pred, target), into)
+        case Penalty(arg):
+            if adjoint != ONE:
+                raise ValueError("the penalty must be a term of the objective")
+            pull(arg, PenaltyGrad(arg), into)
+        case Hadamard(left, right):  # ∂(l ⊙ r) = ∂l ⊙ r + l ⊙ ∂r
+            pull(left, Hadamard(adjoint, right), into)
+            pull(right, Hadamard(adjoint, left), into)
+        case Sub(left, right):
+            pull(left, adjoint, into)
+            pull(right, Scale(adjoint, sp.Integer(-1)), into)
+        case Scale(arg, factor):
+            pull(arg, Scale(adjoint, factor), into)
+        case Spread(arg, axis, _):  # a broadcast's adjoint: the sum over the spread axis
+            pull(arg, total(adjoint, axis), into)
+        case Mean(arg, axis, count):  # the adjoint spread back over the axis, over the count
+            pull(arg, Scale(Spread(adjoint, axis, count), 1 / count), into)
+        case Power(arg, exponent):  # ∂ u^k = k u^{k-1} ∂u
+            lower = arg if exponent == 2 else Power(arg, exponent - 1)
+            pull(arg, Scale(Hadamard(adjoint, lower), sp.Integer(exponent)), into)
+        case InvSqrt(arg, _):  # ∂ (u + ε)^{-1/2} = -1/2 (u + ε)^{-3/2} ∂u
+            pull(arg, Scale(Hadamard(adjoint, Power(expr, 3)), sp.Rational(-1, 2)), into)
+        case Transpose() | SumRows() | SumCols() | ActivateDeriv() | LossGrad() | PenaltyGrad():
+            raise ValueError(f"{type(expr).__name__} is a derivative: the chain never contains it")
+        case _:
+            assert_never(expr)
 
 
 def _total(parts: list[Expr]) -> Expr:
@@ -108,8 +117,8 @@ def backward(steps: list[Step], seeds: dict[Var, Expr]) -> dict[Var, Expr]:
 
     ``seeds`` gives the adjoints that start the sweep: {L: 1} for a whole
     network, or {z_l: G} for an arbitrary upstream gradient G (the step lemma).
-    The returned map holds, for each z_l, the definition of δ_l; for every
-    other variable, its gradient.
+    The returned map holds, for each step target whose adjoint is named (z_l),
+    the definition of that name (δ_l); for every other variable, its gradient.
     """
     pending: dict[Var, list[Expr]] = {v: [g] for v, g in seeds.items()}
     result: dict[Var, Expr] = {}
@@ -117,9 +126,9 @@ def backward(steps: list[Step], seeds: dict[Var, Expr]) -> dict[Var, Expr]:
         if step.target not in pending:
             continue
         adjoint = _total(pending.pop(step.target))
-        if step.target.kind == "z":
+        if step.adjoint is not None:  # a named adjoint: δ_l for z_l
             result[step.target] = adjoint
-            adjoint = model.delta(step.target.layer)
+            adjoint = step.adjoint
         pull(step.expr, adjoint, pending)
     for var, parts in pending.items():
         result[var] = _total(parts)
@@ -143,35 +152,21 @@ class Derivation:
         return expr
 
 
+def _layer(var: Var) -> int:
+    if var.layer is None:
+        raise ValueError(f"{var.name} names no layer")
+    return var.layer
+
+
 def derive(network: Network) -> Derivation:
-    seeds = {model.LOSS: ONE}
+    seeds: dict[Var, Expr] = {model.LOSS: ONE}
     if network.l2:  # the objective L + P: ∂(L + P)/∂L = ∂(L + P)/∂P = 1
         seeds[model.PENALTY] = ONE
     adjoints = backward(network.steps() + network.penalty_steps(), seeds)
-    deltas = {var.layer: adj for var, adj in adjoints.items() if var.kind == "z"}
+    names = network.adjoint_names()
+    deltas = {_layer(names[v]): adj for v, adj in adjoints.items() if v in names}
     gradients = {p: adjoints[p] for p in network.parameters()}
     return Derivation(network, deltas, gradients)
-
-
-def step_lemma_chain(layer: int, penalty: bool = False) -> tuple[list[Step], dict[Var, Expr]]:
-    """One generic layer fed by an arbitrary upstream gradient G = ∂L/∂z_l.
-
-    z_{l-1} is free; a_{l-1} = a(z_{l-1}); z_l = a_{l-1} W_l + b_l.  With
-    ``penalty`` the objective also holds λ/2 ‖W_l‖_F² (seeded with 1, as in
-    ``derive``).
-    """
-    below, here = layer - 1, layer
-    steps = [
-        Step(2 * below, model.a(below), Activate(below, model.z(below))),
-        Step(
-            2 * here - 1, model.z(here), Add(MatMul(model.a(below), model.W(here)), model.b(here))
-        ),
-    ]
-    seeds: dict[Var, Expr] = {model.z(here): model.INCOMING}
-    if penalty:
-        steps.append(Step(2 * here + 1, model.PENALTY, Penalty(model.W(here))))
-        seeds[model.PENALTY] = ONE
-    return steps, seeds
 
 
 def output_lemma_chain(layer: int, fused: bool = False) -> tuple[list[Step], dict[Var, Expr]]:
@@ -181,7 +176,7 @@ def output_lemma_chain(layer: int, fused: bool = False) -> tuple[list[Step], dic
     function of the logits, so δ_L is the loss's own gradient.
     """
     steps = [
-        Step(2 * layer, model.a(layer), Activate(layer, model.z(layer))),
-        Step(2 * layer + 1, model.LOSS, Loss(model.z(layer) if fused else model.a(layer), model.Y)),
+        Step(0, model.a(layer), Activate(layer, model.z(layer)), layer),
+        Step(0, model.LOSS, Loss(model.z(layer) if fused else model.a(layer), model.Y)),
     ]
-    return steps, {model.LOSS: ONE}
+    return numbered(steps), {model.LOSS: ONE}

@@ -13,38 +13,65 @@ m x n_0, W_l is n_{l-1} x n_l, b_l is 1 x n_l and is added to every row.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
+from typing import NoReturn, TypeAlias
 
 import sympy as sp
 
 
-class Expr:
-    """Base of all matrix-level nodes."""
+class Kind(Enum):
+    """What a ``Var`` names; the value is its printed name (``Var.name``, code, LaTeX)."""
+
+    _value_: str
+
+    A = "a"  # a_l = σ(z_l); a_0 is the input X
+    Z = "z"  # z_l, the pre-activation
+    W = "W"  # weights of layer l
+    B = "b"  # bias row of layer l
+    DELTA = "delta"  # δ_l = ∂L/∂z_l, the named adjoint
+    Y = "Y"  # the targets
+    LOSS = "L"
+    PENALTY = "P"  # λ/2 Σ_l ‖W_l‖_F²
+    OBJECTIVE = "J"  # L + P, written out independently by the end-to-end proof
+    INCOMING = "G"  # an arbitrary upstream gradient (step lemma)
+    ONE = "1"  # the seed adjoint ∂L/∂L
+    # a normalization layer l (issue 14): its statistics, intermediates and parameters
+    MEAN = "mu"  # μ_l, the mean over the normalized axis
+    CENTRED = "c"  # c_l = x - μ_l
+    VARIANCE = "v"  # v_l, the biased variance over the normalized axis
+    INV_STD = "s"  # s_l = (v_l + ε)^{-1/2}
+    NORMALIZED = "xhat"  # x̂_l = c_l ⊙ s_l
+    NORMALIZED_GRAD = "ghat"  # ĝ_l = ∂L/∂x̂_l, the normalization's named adjoint
+    GAMMA = "gamma"  # γ_l, the learned scale row
+    BETA = "beta"  # β_l, the learned shift row
+
+
+class IRNode:
+    """Base of the node classes: what every node offers without a ``match``."""
 
     def children(self) -> tuple[Expr, ...]:
         return ()
 
 
 @dataclass(frozen=True)
-class Var(Expr):
+class Var(IRNode):
     """A named matrix: an input, a parameter, a stored intermediate or a delta.
 
-    ``kind`` is one of X, Y, W, b, z, a, delta, G (an arbitrary upstream
-    gradient used by the step lemma); ``layer`` is its layer index, if any.
+    ``kind`` says which (``Kind``); ``layer`` is its layer index, if any.
     """
 
-    kind: str
+    kind: Kind
     layer: int | None = None
 
     @property
     def name(self) -> str:
-        return self.kind if self.layer is None else f"{self.kind}{self.layer}"
+        return self.kind.value if self.layer is None else f"{self.kind.value}{self.layer}"
 
 
 @dataclass(frozen=True)
-class MatMul(Expr):
+class MatMul(IRNode):
     """Matrix product ``left @ right``."""
 
     left: Expr
@@ -55,7 +82,7 @@ class MatMul(Expr):
 
 
 @dataclass(frozen=True)
-class Add(Expr):
+class Add(IRNode):
     """``left + right``; a one-row ``right`` is added to every row (bias)."""
 
     left: Expr
@@ -66,7 +93,7 @@ class Add(Expr):
 
 
 @dataclass(frozen=True)
-class Hadamard(Expr):
+class Hadamard(IRNode):
     """Entrywise product ``left ⊙ right``."""
 
     left: Expr
@@ -77,7 +104,7 @@ class Hadamard(Expr):
 
 
 @dataclass(frozen=True)
-class Transpose(Expr):
+class Transpose(IRNode):
     arg: Expr
 
     def children(self) -> tuple[Expr, ...]:
@@ -85,7 +112,7 @@ class Transpose(Expr):
 
 
 @dataclass(frozen=True)
-class SumRows(Expr):
+class SumRows(IRNode):
     """``1ᵀ arg``: the sum over the batch, a one-row matrix."""
 
     arg: Expr
@@ -95,7 +122,7 @@ class SumRows(Expr):
 
 
 @dataclass(frozen=True)
-class Activate(Expr):
+class Activate(IRNode):
     """The activation of ``layer`` applied entrywise: ``a(arg)``."""
 
     layer: int
@@ -106,7 +133,7 @@ class Activate(Expr):
 
 
 @dataclass(frozen=True)
-class ActivateDeriv(Expr):
+class ActivateDeriv(IRNode):
     """The activation's derivative applied entrywise: ``a'(arg)``."""
 
     layer: int
@@ -117,7 +144,7 @@ class ActivateDeriv(Expr):
 
 
 @dataclass(frozen=True)
-class Loss(Expr):
+class Loss(IRNode):
     """The scalar loss of prediction ``pred`` against target ``target``."""
 
     pred: Expr
@@ -128,7 +155,7 @@ class Loss(Expr):
 
 
 @dataclass(frozen=True)
-class LossGrad(Expr):
+class LossGrad(IRNode):
     """The loss's gradient with respect to the prediction, ``∂L/∂Ŷ``."""
 
     pred: Expr
@@ -139,7 +166,7 @@ class LossGrad(Expr):
 
 
 @dataclass(frozen=True)
-class Penalty(Expr):
+class Penalty(IRNode):
     """The scalar L2 penalty λ/2 ‖arg‖_F² of a weight matrix (``derive.penalty``)."""
 
     arg: Expr
@@ -149,7 +176,7 @@ class Penalty(Expr):
 
 
 @dataclass(frozen=True)
-class PenaltyGrad(Expr):
+class PenaltyGrad(IRNode):
     """The penalty's gradient with respect to its matrix, λ ``arg``."""
 
     arg: Expr
@@ -167,7 +194,7 @@ class PenaltyGrad(Expr):
 # nodes; an evaluator resolves them from the sizes it is given.
 
 
-class Axis(enum.Enum):
+class Axis(Enum):
     """The axis a statistic runs over: the batch (rows; gives a row) or the features
     (columns; gives a column)."""
 
@@ -176,7 +203,7 @@ class Axis(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Sub(Expr):
+class Sub(IRNode):
     """``left - right``, operands of equal shape."""
 
     left: Expr
@@ -187,7 +214,7 @@ class Sub(Expr):
 
 
 @dataclass(frozen=True)
-class Scale(Expr):
+class Scale(IRNode):
     """``factor · arg`` for a scalar SymPy ``factor`` in rationals and counts (1/m, -1/2)."""
 
     arg: Expr
@@ -198,7 +225,7 @@ class Scale(Expr):
 
 
 @dataclass(frozen=True)
-class SumCols(Expr):
+class SumCols(IRNode):
     """``arg 1``: the sum over the features, a one-column matrix."""
 
     arg: Expr
@@ -208,7 +235,7 @@ class SumCols(Expr):
 
 
 @dataclass(frozen=True)
-class Mean(Expr):
+class Mean(IRNode):
     """The mean over ``axis`` of its ``count`` entries: a row (batch) or a column (features)."""
 
     arg: Expr
@@ -220,7 +247,7 @@ class Mean(Expr):
 
 
 @dataclass(frozen=True)
-class Spread(Expr):
+class Spread(IRNode):
     """A row repeated down ``count`` rows (batch), or a column across ``count`` columns."""
 
     arg: Expr
@@ -232,7 +259,7 @@ class Spread(Expr):
 
 
 @dataclass(frozen=True)
-class Power(Expr):
+class Power(IRNode):
     """The entrywise integer power ``arg^{⊙k}`` (k ≥ 2)."""
 
     arg: Expr
@@ -243,7 +270,7 @@ class Power(Expr):
 
 
 @dataclass(frozen=True)
-class InvSqrt(Expr):
+class InvSqrt(IRNode):
     """The entrywise ``(arg + ε)^{-1/2}``, ``eps`` a positive symbol (real for a variance arg ≥ 0)."""
 
     arg: Expr
@@ -253,22 +280,78 @@ class InvSqrt(Expr):
         return (self.arg,)
 
 
-def total(arg: Expr, axis: Axis) -> Expr:
-    """The sum over ``axis``: ``SumRows`` over the batch, ``SumCols`` over the features."""
-    return SumRows(arg) if axis is Axis.BATCH else SumCols(arg)
+Node: TypeAlias = (
+    Var
+    | MatMul
+    | Add
+    | Hadamard
+    | Transpose
+    | SumRows
+    | Activate
+    | ActivateDeriv
+    | Loss
+    | LossGrad
+    | Penalty
+    | PenaltyGrad
+    | Sub
+    | Scale
+    | SumCols
+    | Mean
+    | Spread
+    | Power
+    | InvSqrt
+)
+"""Every IR node type, a closed union.  A reader walks a tree with one ``match node:``
+over these classes ending in ``case _: assert_never(node)``, so that a node type
+added here is reported by ``mypy --strict`` in every reader that lacks its case."""
+
+
+def assert_never(node: NoReturn) -> NoReturn:
+    """The end of an exhaustive ``match`` (``typing.assert_never`` needs Python 3.11;
+    derive supports 3.10, where mypy reads a ``NoReturn`` parameter the same way)."""
+    raise TypeError(f"no rule for {type(node).__name__}")
+
+
+Expr: TypeAlias = Node
+"""The name annotations across derive use for an IR tree: the same closed union."""
 
 
 def rebuild(expr: Expr, children: tuple[Expr, ...]) -> Expr:
     """Return ``expr`` with its children replaced, in order."""
-    if isinstance(expr, Var):
-        return expr
-    fields = list(expr.__dataclass_fields__)
-    values = []
-    it = iter(children)
-    for field in fields:
-        value = getattr(expr, field)
-        values.append(next(it) if isinstance(value, Expr) else value)
-    return type(expr)(*values)
+    match expr:
+        case Var():
+            return expr
+        case MatMul() | Add() | Hadamard() | Sub():
+            left, right = children
+            return type(expr)(left, right)
+        case Transpose() | SumRows() | SumCols() | Penalty() | PenaltyGrad():
+            (arg,) = children
+            return type(expr)(arg)
+        case Scale(_, factor):
+            (arg,) = children
+            return Scale(arg, factor)
+        case Mean(_, axis, count) | Spread(_, axis, count):
+            (arg,) = children
+            return type(expr)(arg, axis, count)
+        case Power(_, exponent):
+            (arg,) = children
+            return Power(arg, exponent)
+        case InvSqrt(_, eps):
+            (arg,) = children
+            return InvSqrt(arg, eps)
+        case Activate() | ActivateDeriv():
+            (arg,) = children
+            return type(expr)(expr.layer, arg)
+        case Loss() | LossGrad():
+            pred, target = children
+            return type(expr)(pred, target)
+        case _:
+            assert_never(expr)
+
+
+def total(arg: Expr, axis: Axis) -> Expr:
+    """The sum over ``axis``: ``SumRows`` over the batch, ``SumCols`` over the features."""
+    return SumRows(arg) if axis is Axis.BATCH else SumCols(arg)
 
 
 def substitute(expr: Expr, mapping: Mapping[Var, Expr]) -> Expr:

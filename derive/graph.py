@@ -14,14 +14,16 @@ from __future__ import annotations
 import re
 import subprocess
 
-from .model import Network
+from .expr import assert_never
+from .layers import Dense
+from .model import Network, a, z
+from .naming import subscript
 from .tools import need
 
 FORMATS = ("dot", "svg", "png", "pdf")
 SHOWN_LAYERS = 2
 """Layers drawn at each end of a network deeper than 2 * SHOWN_LAYERS + 1."""
 
-_SUB = str.maketrans("0123456789-", "₀₁₂₃₄₅₆₇₈₉₋")
 BACKWARD = 'color="#c0392b", fontcolor="#c0392b", style=dashed, constraint=false'
 PARAMETER = 'shape=box, style="rounded,filled", fillcolor="#fff4d6"'
 DATA = 'shape=box, style=filled, fillcolor="#e8f0fe"'
@@ -30,10 +32,6 @@ OPERATION = "shape=ellipse"
 
 class RenderFailed(Exception):
     """Graphviz's ``dot`` rejected the graph; the message is its error."""
-
-
-def _sub(text: str | int) -> str:
-    return str(text).translate(_SUB)
 
 
 def _q(text: str) -> str:
@@ -51,6 +49,8 @@ def dot(network: Network, title: str = "", header: str = "") -> str:
     """The graph as DOT text; ``header`` is a first comment line (``#`` lines are ignored by dot)."""
     n, depth = network.sizes, network.depth
     layers = shown_layers(depth)
+    f = network.f_index()  # node f_k for each step's target, numbered by the network
+    top = network.steps()[-1].index  # the loss
     lines = [f"# {header}"] if header else []
     lines += [
         "digraph derive {",
@@ -69,40 +69,45 @@ def dot(network: Network, title: str = "", header: str = "") -> str:
                 f"{_q(f'layers {first} … {last}{chr(10)}the same pattern:{chr(10)}z = a W + b, a = act(z)')}];"
             )
             lines.append(f"  {previous} -> elided;")
-            back = f"f{2 * (first - 1) - 1}"
-            lines.append(f'  elided -> {back} [label="δ{_sub(first - 1)}", {BACKWARD}];')
+            back = f"f{f[z(first - 1)]}"
+            lines.append(f'  elided -> {back} [label="δ{subscript(first - 1)}", {BACKWARD}];')
             previous = "elided"
-        z, a = f"f{2 * layer - 1}", f"f{2 * layer}"
-        below = "f₀" if layer == 1 else f"a{_sub(layer - 1)}"
-        act = network.activation(layer).name
+        kz, ka, sl = f[z(layer)], f[a(layer)], subscript(layer)
+        zn, an = f"f{kz}", f"f{ka}"
+        below = "f₀" if layer == 1 else f"a{subscript(layer - 1)}"
+        match network.layers[layer - 1]:
+            case Dense(activation=activation):
+                act = activation.name
+            case _ as other:
+                assert_never(other)
         lines += [
-            f"  W{layer} [{PARAMETER}, label={_q(f'W{_sub(layer)}{chr(10)}{n[layer - 1]} × {n[layer]}')}];",
-            f"  b{layer} [{PARAMETER}, label={_q(f'b{_sub(layer)}{chr(10)}1 × {n[layer]}')}];",
-            f"  {z} [{OPERATION}, label="
-            f"{_q(f'f{_sub(2 * layer - 1)} = z{_sub(layer)}{chr(10)}{below} W{_sub(layer)} + b{_sub(layer)}')}];",
-            f"  {a} [{OPERATION}, label="
-            f"{_q(f'f{_sub(2 * layer)} = a{_sub(layer)}{chr(10)}{act}(z{_sub(layer)})')}];",
-            f"  {previous} -> {z};",
-            f"  W{layer} -> {z};",
-            f"  b{layer} -> {z};",
-            f"  {z} -> {a};",
-            f'  {z} -> W{layer} [label="∂L/∂W{_sub(layer)}", {BACKWARD}];',
-            f'  {z} -> b{layer} [label="∂L/∂b{_sub(layer)}", {BACKWARD}];',
+            f"  W{layer} [{PARAMETER}, label={_q(f'W{subscript(layer)}{chr(10)}{n[layer - 1]} × {n[layer]}')}];",
+            f"  b{layer} [{PARAMETER}, label={_q(f'b{subscript(layer)}{chr(10)}1 × {n[layer]}')}];",
+            f"  {zn} [{OPERATION}, label="
+            f"{_q(f'f{subscript(kz)} = z{sl}{chr(10)}{below} W{sl} + b{sl}')}];",
+            f"  {an} [{OPERATION}, label="
+            f"{_q(f'f{subscript(ka)} = a{subscript(layer)}{chr(10)}{act}(z{subscript(layer)})')}];",
+            f"  {previous} -> {zn};",
+            f"  W{layer} -> {zn};",
+            f"  b{layer} -> {zn};",
+            f"  {zn} -> {an};",
+            f'  {zn} -> W{layer} [label="∂L/∂W{subscript(layer)}", {BACKWARD}];',
+            f'  {zn} -> b{layer} [label="∂L/∂b{subscript(layer)}", {BACKWARD}];',
         ]
         if layer > 1:
-            back = "elided" if previous == "elided" else f"f{2 * layer - 3}"
-            lines.append(f'  {z} -> {back} [label="δ{_sub(layer - 1)}", {BACKWARD}];')
-        previous = a
-    top, last_z = 2 * depth + 1, f"f{2 * depth - 1}"
-    loss_in = last_z if network.fused else f"f{2 * depth}"
+            back = "elided" if previous == "elided" else f"f{f[z(layer - 1)]}"
+            lines.append(f'  {zn} -> {back} [label="δ{subscript(layer - 1)}", {BACKWARD}];')
+        previous = an
+    last_z = f"f{f[z(depth)]}"
+    loss_in = last_z if network.fused else f"f{f[a(depth)]}"
     lines += [
         f"  Y [{DATA}, label={_q(f'Y{chr(10)}m × {n[-1]}')}];",
         f"  f{top} [{OPERATION}, style=bold, label="
-        f"{_q(f'f{_sub(top)} = L{chr(10)}{network.loss.name}')}];",
+        f"{_q(f'f{subscript(top)} = L{chr(10)}{network.loss.name}')}];",
         f"  {loss_in} -> f{top};"
         + ("  # the fused loss reads the logits" if network.fused else ""),
         f"  Y -> f{top};",
-        f'  f{top} -> {last_z} [label="δ{_sub(depth)}", {BACKWARD}];',
+        f'  f{top} -> {last_z} [label="δ{subscript(depth)}", {BACKWARD}];',
         "}",
     ]
     return "\n".join(lines) + "\n"

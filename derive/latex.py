@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -28,20 +29,33 @@ from .expr import (
     Activate,
     ActivateDeriv,
     Add,
+    Axis,
     Expr,
     Hadamard,
+    InvSqrt,
+    Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
+    assert_never,
     substitute,
 )
 from .model import Network
 from .version import __version__
+
+if TYPE_CHECKING:  # seedcheck is imported when its section is asked for
+    from .seedcheck import Verdict
 
 LOSS = r"\mathcal{L}"
 OBJECTIVE = r"\mathcal{J}"
@@ -106,7 +120,7 @@ def readable(expr: sp.Expr) -> sp.Expr:
     )
 
 
-class ScalarLatex(LatexPrinter):
+class ScalarLatex(LatexPrinter):  # type: ignore[misc]  # SymPy is untyped
     """SymPy's printer with the catalog's symbols given their textbook names."""
 
     def __init__(self, names: dict[sp.Symbol, str] | None = None) -> None:
@@ -122,14 +136,14 @@ class ScalarLatex(LatexPrinter):
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         if expr in self._names:
             return self._names[expr]
-        return super()._print_Symbol(expr, style)
+        return str(super()._print_Symbol(expr, style))
 
     def _print_Float(self, expr: sp.Float) -> str:
         return catalog.decimal(sp.Rational(str(expr)))
 
 
 def scalar(expr: sp.Expr, names: dict[sp.Symbol, str] | None = None) -> str:
-    return ScalarLatex(names).doprint(readable(expr))
+    return str(ScalarLatex(names).doprint(readable(expr)))
 
 
 U = sp.Symbol("u", real=True)
@@ -151,7 +165,7 @@ class MatrixLatex:
     """Prints matrix-level expression trees.
 
     ``index`` renames layer numbers (2 -> "l" for the general identities);
-    ``f_names`` prints z_l and a_l as the seed's f_{2l-1} and f_{2l}.
+    ``f_names`` prints each step's target as the seed's f_k (``Network.f_index``).
     """
 
     def __init__(
@@ -166,73 +180,112 @@ class MatrixLatex:
         self.index = index
         self.output_layer = network.depth if output_layer is None else output_layer
         self.uniform = len(set(network.activations)) == 1
+        self.f_index = network.f_index() if f_names else {}
 
     def var(self, v: Var) -> str:
-        if v.kind == "a" and v.layer == 0:
+        if v == model.X:
             return "f_{0}" if self.f_names else "X"
-        if self.f_names and v.kind in ("z", "a") and v.layer is not None:
-            k = 2 * v.layer - (1 if v.kind == "z" else 0)
-            return f"f_{{{k}}}"
-        if v.kind == "a" and v.layer == self.output_layer:
+        if self.f_names and v in self.f_index:
+            return f"f_{{{self.f_index[v]}}}"
+        if v == model.a(self.output_layer):
             return r"\hat{Y}"
-        if v.kind == "delta":
-            return rf"\delta_{{{self.index(v.layer)}}}"
-        if v.kind == "1":
-            return "1"
-        if v.kind == "L":
+        if v.kind is Kind.LOSS:
             return LOSS
         if v.layer is None:
-            return v.kind
-        return f"{v.kind}_{{{self.index(v.layer)}}}"
+            return v.name
+        if v.kind is Kind.DELTA:
+            return rf"\delta_{{{self.index(v.layer)}}}"
+        return f"{v.kind.value}_{{{self.index(v.layer)}}}"
 
     def act(self, layer: int) -> str:
         return r"\sigma" if self.uniform else rf"\sigma_{{{self.index(layer)}}}"
 
     def __call__(self, e: Expr) -> str:
-        if isinstance(e, Var):
-            return self.var(e)
-        if isinstance(e, MatMul):
-            return f"{self._factor(e.left)} {self._factor(e.right)}"
-        if isinstance(e, Add):
-            return f"{self(e.left)} + {self(e.right)}"
-        if isinstance(e, Hadamard):
-            return rf"{self._factor(e.left, hadamard=True)} \odot {self._factor(e.right, hadamard=True)}"
-        if isinstance(e, Transpose):
-            return rf"{self._factor(e.arg)}^{{\top}}"
-        if isinstance(e, SumRows):
-            return rf"\mathbf{{1}}^{{\top}} {self._factor(e.arg)}"
-        if isinstance(e, Activate):
-            return rf"{self.act(e.layer)}\left({self(e.arg)}\right)"
-        if isinstance(e, ActivateDeriv):
-            return rf"{self.act(e.layer)}'\left({self(e.arg)}\right)"
-        if isinstance(e, LossGrad):
-            loss = self.network.loss
-            if loss.gradient_from_output is not None:  # fused: δ_L = Ŷ - Y
-                names = {catalog.A: r"\hat{Y}", catalog.target: self(e.target)}
-                return scalar(
-                    loss.gradient_from_output.subs(catalog.T[catalog.k], catalog.target), names
+        match e:
+            case Var():
+                return self.var(e)
+            case MatMul(left, right):
+                return f"{self._factor(left)} {self._factor(right)}"
+            case Add(left, right):
+                return f"{self(left)} + {self(right)}"
+            case Hadamard(left, right):
+                return rf"{self._factor(left, hadamard=True)} \odot {self._factor(right, hadamard=True)}"
+            case Transpose(arg):
+                return rf"{self._factor(arg)}^{{\top}}"
+            case SumRows(arg):
+                return rf"\mathbf{{1}}^{{\top}} {self._factor(arg)}"
+            case Activate(layer, arg):
+                return rf"{self.act(layer)}\left({self(arg)}\right)"
+            case ActivateDeriv(layer, arg):
+                return rf"{self.act(layer)}'\left({self(arg)}\right)"
+            case LossGrad(pred, target):
+                loss = self.network.loss
+                if loss.gradient_from_output is not None:  # fused: δ_L = Ŷ - Y
+                    names = {catalog.A: r"\hat{Y}", catalog.target: self(target)}
+                    return scalar(
+                        loss.gradient_from_output.subs(catalog.T[catalog.k], catalog.target), names
+                    )
+                names = {catalog.pred: self(pred), catalog.target: self(target)}
+                return scalar(loss.gradient, names)
+            case Loss(pred, target):
+                shown = self(pred)
+                if self.network.fused:  # the loss reads z_L through its link: L(link(z_L), Y)
+                    shown = self(Activate(self.network.depth, pred))
+                return loss_formula(self.network, shown, self(target))
+            case PenaltyGrad(arg):
+                return rf"\lambda {self._factor(arg)}"
+            case Penalty(arg):
+                return rf"\frac{{\lambda}}{{2}} \lVert {self(arg)} \rVert_F^2"
+            case Sub(left, right):
+                shown = self(right)
+                return f"{self(left)} - " + (
+                    rf"\left({shown}\right)" if isinstance(right, Add | Sub) else shown
                 )
-            names = {catalog.pred: self(e.pred), catalog.target: self(e.target)}
-            return scalar(loss.gradient, names)
-        if isinstance(e, Loss):
-            pred = self(e.pred)
-            if self.network.fused:  # the loss reads z_L through its link: L(link(z_L), Y)
-                pred = self(Activate(self.network.depth, e.pred))
-            return loss_formula(self.network, pred, self(e.target))
-        if isinstance(e, PenaltyGrad):
-            return rf"\lambda {self._factor(e.arg)}"
-        if isinstance(e, Penalty):
-            return rf"\frac{{\lambda}}{{2}} \lVert {self(e.arg)} \rVert_F^2"
-        raise TypeError(f"cannot print {type(e).__name__}")
+            case Scale(arg, factor):
+                return self._scale(arg, factor)
+            case SumCols(arg):
+                return rf"{self._factor(arg)} \mathbf{{1}}"
+            case Mean(arg, axis, count):
+                summed = SumRows(arg) if axis is Axis.BATCH else SumCols(arg)
+                return rf"\frac{{1}}{{{sp.latex(count)}}} {self(summed)}"
+            case Spread(arg):  # a row (column) next to a matrix is repeated down (across) it
+                return self(arg)
+            case Power(arg, exponent):
+                return rf"{self._factor(arg)}^{{{exponent}}}"
+            case InvSqrt(arg, eps):
+                return rf"\frac{{1}}{{\sqrt{{{self(arg)} + {sp.latex(eps)}}}}}"
+            case _:
+                assert_never(e)
+
+    def _scale(self, arg: Expr, factor: sp.Expr) -> str:
+        """k·M as -M, \frac{M}{m} or k M."""
+        if factor.could_extract_minus_sign():
+            return "-" + self._scale(arg, -factor)
+        if factor == 1:
+            return self(arg)
+        numerator, denominator = sp.fraction(factor)
+        if numerator == 1 and isinstance(arg, Var | Hadamard | Spread):
+            return rf"\frac{{{self(arg)}}}{{{sp.latex(denominator)}}}"
+        return f"{sp.latex(factor)} {self._factor(arg)}"
 
     def _factor(self, e: Expr, hadamard: bool = False) -> str:
         """``e`` as an operand: parenthesised unless it is atomic."""
         text = self(e)
-        atomic = isinstance(e, (Var, Activate, ActivateDeriv, Transpose))
-        if isinstance(e, LossGrad) and hadamard:
-            atomic = True
-        if isinstance(e, MatMul) and not hadamard:
-            atomic = True
+        match e:
+            case Var() | Activate() | ActivateDeriv() | Transpose() | InvSqrt():
+                atomic = True
+            case Spread(arg):
+                return self._factor(arg, hadamard)
+            case SumRows() | SumCols() | Power():
+                atomic = hadamard
+            case Scale():
+                atomic = hadamard and text.startswith(r"\frac")
+            case LossGrad():
+                atomic = hadamard
+            case MatMul():
+                atomic = not hadamard
+            case _:
+                atomic = False
         return text if atomic else rf"\left({text}\right)"
 
 
@@ -382,12 +435,10 @@ def composition(network: Network) -> str:
     """The seed's f_0 ... f_{2L+1}, with the middle layers elided when deep."""
     pr = MatrixLatex(network, f_names=True)
     rows = [r"f_{0} &= X"]
-    steps = network.steps()
     elide = network.depth > FULL_DEPTH
-    for step in steps:
-        layer = (step.index + 1) // 2
-        if elide and 2 < layer < network.depth - 1:
-            if step.index == 5:
+    for step in network.steps():
+        if elide and step.layer is not None and 2 < step.layer < network.depth - 1:
+            if rows[-1] != r"&\;\;\vdots":
                 rows.append(r"&\;\;\vdots")
             continue
         name = rf"{LOSS} = {_f(step.index)}" if step.target == model.LOSS else _f(step.index)
@@ -520,12 +571,6 @@ def loss_section(network: Network) -> str:
 # --- the chain rule ------------------------------------------------------------------
 
 
-def _factor_var(index: int) -> Var:
-    return (
-        model.X if index == 0 else model.z((index + 1) // 2) if index % 2 else model.a(index // 2)
-    )
-
-
 def _local(pr: MatrixLatex, step: model.Step, wrt: Var, factor: str) -> str:
     """One chain link's factor, shown by what it does to the incoming gradient G."""
     into: dict[Var, list[Expr]] = {}
@@ -543,8 +588,11 @@ def shown_layers(depth: int) -> list[int]:
 
 def chain_products(network: Network, derivation: Derivation) -> str:
     """The seed's step-by-step products for the last layers, each factor's action once."""
-    steps = {s.index: s for s in network.steps()}
-    top = 2 * network.depth + 1
+    chain = network.steps()
+    steps = {s.index: s for s in chain}
+    top = chain[-1].index  # the loss
+    f_index = network.f_index()
+    factor_var = {k: v for v, k in f_index.items()}
     pr_f = MatrixLatex(network, f_names=True)
     pr = MatrixLatex(network)
     groups: list[str] = []  # one group of rows per layer, a little space between groups
@@ -552,7 +600,7 @@ def chain_products(network: Network, derivation: Derivation) -> str:
     for layer in shown_layers(network.depth):
         products = []
         for param in (model.b(layer), model.W(layer)):
-            first = 2 * param.layer - 1
+            first = f_index[model.z(layer)]  # the step that reads the parameter
             ks = list(range(top, first, -1))
             if network.fused:  # the loss reads f_{2L-1} = z_L directly
                 ks = [k for k in ks if k != top - 1]
@@ -561,7 +609,7 @@ def chain_products(network: Network, derivation: Derivation) -> str:
             factors.append(_partial(_f(first), pr.var(param)))
             for k in ks:
                 factor = _partial(_f(k), _f(below[k]))
-                values.setdefault(factor, _local(pr_f, steps[k], _factor_var(below[k]), factor))
+                values.setdefault(factor, _local(pr_f, steps[k], factor_var[below[k]], factor))
             factor = _partial(_f(first), pr.var(param))
             values.setdefault(factor, _local(pr_f, steps[first], param, factor))
             products.append(rf"{_partial(_f(top), pr.var(param))} &= " + " ".join(factors))
@@ -591,23 +639,34 @@ def chain_products(network: Network, derivation: Derivation) -> str:
 
 def _shape(e: Expr, names: dict[int, str], g: tuple[str, str]) -> tuple[str, str]:
     """The shape of ``e`` in the generic layer's symbols (G has shape ``g``)."""
-    if isinstance(e, Var):
-        if e.kind == "G":
+    match e:
+        case Var(Kind.INCOMING):
             return g
-        assert e.layer is not None
-        if e.kind == "W":
-            return f"n_{{{names[e.layer - 1]}}}", f"n_{{{names[e.layer]}}}"
-        if e.kind == "b":
-            return "1", f"n_{{{names[e.layer]}}}"
-        return "m", f"n_{{{names[e.layer]}}}"
-    if isinstance(e, MatMul):
-        return _shape(e.left, names, g)[0], _shape(e.right, names, g)[1]
-    if isinstance(e, Transpose):
-        rows, cols = _shape(e.arg, names, g)
-        return cols, rows
-    if isinstance(e, SumRows):
-        return "1", _shape(e.arg, names, g)[1]
-    return _shape(e.children()[0], names, g)
+        case Var(Kind.W, int(layer)):
+            return f"n_{{{names[layer - 1]}}}", f"n_{{{names[layer]}}}"
+        case Var(Kind.B, int(layer)):
+            return "1", f"n_{{{names[layer]}}}"
+        case Var(Kind.A | Kind.Z | Kind.DELTA, int(layer)):
+            return "m", f"n_{{{names[layer]}}}"
+        case Var():
+            raise ValueError(f"{e.name} is not a variable of the generic layer")
+        case MatMul(left, right):
+            return _shape(left, names, g)[0], _shape(right, names, g)[1]
+        case Transpose(arg):
+            rows, cols = _shape(arg, names, g)
+            return cols, rows
+        case SumRows(arg):
+            return "1", _shape(arg, names, g)[1]
+        case Add(left, _) | Hadamard(left, _):
+            return _shape(left, names, g)
+        case Activate(_, arg) | ActivateDeriv(_, arg) | PenaltyGrad(arg):
+            return _shape(arg, names, g)
+        case Loss() | LossGrad() | Penalty():
+            raise ValueError(f"{type(e).__name__} is not a factor of the generic layer")
+        case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+            raise ValueError(f"{type(e).__name__} is not a factor of the generic dense layer")
+        case _:
+            assert_never(e)
 
 
 def factor_table(network: Network) -> str:
@@ -998,7 +1057,7 @@ def explain_sum_of_shards(check: Check, network: Network) -> tuple[str, str]:
     )
 
 
-_SEED_VERDICTS: list = []
+_SEED_VERDICTS: list[Verdict] = []
 
 
 def seed_check_section() -> str:

@@ -16,101 +16,49 @@ from .expr import (
     Add,
     Axis,
     Expr,
-    Hadamard,
-    InvSqrt,
-    Mean,
-    Power,
-    Scale,
-    Spread,
-    Sub,
-    SumCols,
-    SumRows,
+    Kind,
     Var,
     rebuild,
 )
-from .normalization import EPS, Normalization, derive_normalization
+from .latex import MatrixLatex
+from .layers import EPS
+from .normalization import Normalization, derive_normalization, shapes
 from .shapes import shape
 
 NAMES = {
-    "mu": r"\mu",
-    "c": "c",
-    "v": r"\sigma^{2}",
-    "s": "s",
-    "xhat": r"\hat{x}",
-    "gamma": r"\gamma",
-    "beta": r"\beta",
-    "ghat": r"\hat{G}",
+    Kind.MEAN: r"\mu",
+    Kind.CENTRED: "c",
+    Kind.VARIANCE: r"\sigma^{2}",
+    Kind.INV_STD: "s",
+    Kind.NORMALIZED: r"\hat{x}",
+    Kind.GAMMA: r"\gamma",
+    Kind.BETA: r"\beta",
+    Kind.NORMALIZED_GRAD: r"\hat{G}",
 }
 """The layer's variables as a lecture writes them (the layer index is dropped)."""
 
 
-class NormalizationLatex:
-    """Prints the IR of one normalization layer; adjoints print as \\overline{·}."""
+class NormalizationLatex(MatrixLatex):
+    """``latex.MatrixLatex`` for one normalization layer: its variables by their lecture
+    names, x and y for its input and output, and the gradient arriving at its link k
+    (``Var(INCOMING, k)``, see ``step_adjoints``) as \\overline{target_k}.  It has no
+    network: it prints no loss or activation."""
 
     def __init__(self, layer: Normalization) -> None:
         self.layer = layer
+        self.f_names, self.index, self.f_index = False, str, {}
+        self.links = {k: step.target for k, step in enumerate(layer.steps(), start=1)}
 
     def var(self, v: Var) -> str:
-        if v == self.layer.x:
+        if v == self.layer.input:
             return "x"
-        if v == self.layer.y:
+        if v == self.layer.output:
             return "y"
         if v == model.INCOMING:
             return "G"
-        if v.kind.startswith("d:"):
-            return rf"\overline{{{self.var(Var(v.kind[2:], v.layer))}}}"
+        if v.kind is Kind.INCOMING and v.layer in self.links:
+            return rf"\overline{{{self.var(self.links[v.layer])}}}"
         return NAMES.get(v.kind, v.name)
-
-    def __call__(self, e: Expr) -> str:
-        if isinstance(e, Var):
-            return self.var(e)
-        if isinstance(e, Add):
-            return f"{self(e.left)} + {self(e.right)}"
-        if isinstance(e, Sub):
-            right = self(e.right)
-            if isinstance(e.right, (Add, Sub)):
-                right = rf"\left({right}\right)"
-            return f"{self(e.left)} - {right}"
-        if isinstance(e, Hadamard):
-            return rf"{self._factor(e.left)} \odot {self._factor(e.right)}"
-        if isinstance(e, Scale):
-            return self._scale(e)
-        if isinstance(e, Spread):
-            return self(e.arg)
-        if isinstance(e, SumRows):
-            return rf"\mathbf{{1}}_m^{{\top}} {self._factor(e.arg, power=True)}"
-        if isinstance(e, SumCols):
-            return rf"{self._factor(e.arg, power=True)} \mathbf{{1}}_n"
-        if isinstance(e, Mean):
-            summed = SumRows(e.arg) if e.axis is Axis.BATCH else SumCols(e.arg)
-            return rf"\frac{{1}}{{{sp.latex(e.count)}}} {self(summed)}"
-        if isinstance(e, Power):
-            return rf"{self._factor(e.arg, power=True)}^{{{e.exponent}}}"
-        if isinstance(e, InvSqrt):
-            return rf"\frac{{1}}{{\sqrt{{{self(e.arg)} + {sp.latex(e.eps)}}}}}"
-        raise TypeError(f"cannot print {type(e).__name__}")
-
-    def _scale(self, e: Scale) -> str:
-        numerator, denominator = sp.fraction(sp.nsimplify(e.factor))
-        if numerator.could_extract_minus_sign():
-            return "-" + self._scale(Scale(e.arg, -e.factor))
-        if e.factor == 1:
-            return self(e.arg)
-        if denominator != 1 and isinstance(e.arg, (Var, Hadamard, Spread)):
-            top = self(e.arg) if numerator == 1 else f"{sp.latex(numerator)} {self._factor(e.arg)}"
-            return rf"\frac{{{top}}}{{{sp.latex(denominator)}}}"
-        return f"{sp.latex(e.factor)} {self._factor(e.arg, power=True)}"
-
-    def _factor(self, e: Expr, power: bool = False) -> str:
-        """``e`` as an operand: of ⊙ (``power=False``), or of a power, a sum or a scalar."""
-        while isinstance(e, Spread):
-            e = e.arg
-        text = self(e)
-        atomic = isinstance(e, Var) or (isinstance(e, InvSqrt) and not power)
-        if not power:
-            atomic |= isinstance(e, (SumRows, SumCols, Hadamard, Power))
-            atomic |= isinstance(e, Scale) and text.startswith(r"\frac")
-        return text if atomic else rf"\left({text}\right)"
 
 
 def _align(rows: list[str]) -> str:
@@ -118,7 +66,7 @@ def _align(rows: list[str]) -> str:
 
 
 def _shape_text(layer: Normalization, e: Expr) -> str:
-    rows, cols = shape(e, layer.shapes())
+    rows, cols = shape(e, shapes(layer))
     return rf"{sp.latex(rows)} \times {sp.latex(cols)}"
 
 
@@ -133,23 +81,18 @@ def fold(e: Expr, layer: Normalization) -> Expr:
 def step_adjoints(layer: Normalization) -> list[tuple[Var, Expr]]:
     """Each variable's adjoint, link by link, in terms of the named adjoints above it
     (\\overline{u} = ∂L/∂u), by the chain rule's own ``pull``."""
-    steps = layer.steps()
-    pending: dict[Var, list[Expr]] = {layer.y: [model.INCOMING]}
+    pending: dict[Var, list[Expr]] = {layer.output: [model.INCOMING]}
     result: list[tuple[Var, Expr]] = []
-    for step in reversed(steps):
+    for k, step in reversed(list(enumerate(layer.steps(), start=1))):
         parts = pending.pop(step.target)
-        if step.target != layer.y:
+        if step.target != layer.output:
             total = parts[0]
             for part in parts[1:]:
                 total = Add(total, part)
             result.append((step.target, total))
-        named = (
-            model.INCOMING
-            if step.target == layer.y
-            else Var(f"d:{step.target.kind}", step.target.layer)
-        )
+        named = model.INCOMING if step.target == layer.output else Var(Kind.INCOMING, k)
         pull(step.expr, named, pending)
-    for var in (layer.x, layer.gamma, layer.beta):
+    for var in (layer.input, layer.gamma, layer.beta):
         total = pending[var][0]
         for part in pending[var][1:]:
             total = Add(total, part)
@@ -173,11 +116,11 @@ def equations(layer: Normalization) -> str:
     derivation = derive_normalization(layer)
     links = [rf"\overline{{{pr(v)}}} &= {pr(fold(e, layer))}" for v, e in step_adjoints(layer)]
     compact = derivation.compact
-    ghat = layer.var("ghat")
+    ghat = layer.var(Kind.NORMALIZED_GRAD)
     uses_ghat = any(ghat.name in repr(s.expr) for s in compact.values())
     backward = [rf"\overline{{{pr(v)}}} &= {pr(s.expr)}" for v, s in compact.items()]
     if uses_ghat:
-        backward.insert(0, rf"{pr(ghat)} &= {pr(layer.facts().abbreviations[ghat])}")
+        backward.insert(0, rf"{pr(ghat)} &= {pr(derivation.ghat)}")
     rules = sorted({rule.replace("_", " ") for s in compact.values() for rule in s.rules})
     name = "Layer normalization" if layer.axis is Axis.FEATURES else "Batch normalization"
     return (

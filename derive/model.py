@@ -1,6 +1,7 @@
 """The network as a composition of functions, the seed's f_0 ... f_{2L+1}.
 
-For sizes (n_0, ..., n_L) the chain is
+The network is a sequence of layers (``layers.Dense`` today), each contributing
+its own steps; for sizes (n_0, ..., n_L) the chain is
 
     f_0 = X,  f_{2l-1} = z_l = f_{2l-2} W_l + b_l,  f_{2l} = a_l = a(z_l),
     f_{2L+1} = L(f_{2L}, Y)
@@ -14,49 +15,44 @@ generator all read this one object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .catalog import Activation, LossFunction
-from .expr import Activate, Add, Expr, Loss, MatMul, Penalty, Var
+from .expr import Add, Expr, Loss, Penalty, Var
+from .layers import (
+    INCOMING,
+    LOSS,
+    PENALTY,
+    SEED,
+    AnyLayer,
+    Dense,
+    Step,
+    W,
+    X,
+    Y,
+    a,
+    adjoint_names,
+    b,
+    delta,
+    numbered,
+    z,
+)
 
-
-@dataclass(frozen=True)
-class Step:
-    """One link of the chain: ``target = expr``; ``index`` is k in f_k."""
-
-    index: int
-    target: Var
-    expr: Expr
-
-
-LOSS = Var("L")
-PENALTY = Var("P")
-"""The L2 penalty λ/2 Σ_l ‖W_l‖_F², added to the loss with ``--l2``."""
-X = Var("a", 0)
-Y = Var("Y")
-INCOMING = Var("G")
-"""The gradient arriving from above in a one-step lemma (G = ∂L/∂z_l), and in printed chain-rule factors."""
-
-
-def W(layer: int) -> Var:
-    return Var("W", layer)
-
-
-def b(layer: int) -> Var:
-    return Var("b", layer)
-
-
-def z(layer: int) -> Var:
-    return Var("z", layer)
-
-
-def a(layer: int) -> Var:
-    """The activation of ``layer``; a(0) is the input X."""
-    return Var("a", layer)
-
-
-def delta(layer: int) -> Var:
-    return Var("delta", layer)
+__all__ = [
+    "INCOMING",
+    "LOSS",
+    "PENALTY",
+    "SEED",
+    "Network",
+    "Step",
+    "W",
+    "X",
+    "Y",
+    "a",
+    "b",
+    "delta",
+    "z",
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +63,8 @@ class Network:
     activations: tuple[Activation, ...]
     loss: LossFunction
     l2: bool = False  # the objective is L + λ/2 Σ_l ‖W_l‖_F² (``--l2``)
+    layers: tuple[AnyLayer, ...] = field(init=False, repr=False, compare=False)
+    """The layers, input side first, built from the widths and activations (all dense today)."""
 
     def __post_init__(self) -> None:
         if len(self.activations) != self.depth:
@@ -76,6 +74,11 @@ class Network:
             raise ValueError(
                 f"the {self.loss.name} loss needs {link.name} as the output activation"
             )
+        layers = tuple(
+            Dense(layer, self.sizes[layer - 1], self.sizes[layer], act)
+            for layer, act in enumerate(self.activations, start=1)
+        )
+        object.__setattr__(self, "layers", layers)  # frozen: set once, derived from the above
         for layer, act in enumerate(self.activations, start=1):
             if not act.entrywise and (layer < self.depth or link != act):
                 raise ValueError(
@@ -96,18 +99,23 @@ class Network:
         return self.activations[layer - 1]
 
     def steps(self) -> list[Step]:
-        """The chain f_1 ... f_{2L+1}, in evaluation order."""
-        chain: list[Step] = []
-        for layer in range(1, self.depth + 1):
-            chain.append(
-                Step(2 * layer - 1, z(layer), Add(MatMul(a(layer - 1), W(layer)), b(layer)))
-            )
-            chain.append(Step(2 * layer, a(layer), Activate(layer, z(layer))))
+        """The chain f_1 ... f_K, in evaluation order: the layers' steps, then the loss.
+
+        Numbered by position: a layer never computes its own f-index.
+        """
+        chain = [step for layer in self.layers for step in layer.steps()]
         # A fused loss reads the logits z_L (it is the loss of link(z_L)); a_L = Ŷ
         # is still computed, as the prediction and for the fused gradient.
-        last = z(self.depth) if self.fused else a(self.depth)
-        chain.append(Step(2 * self.depth + 1, LOSS, Loss(last, Y)))
-        return chain
+        last = z(self.depth) if self.fused else self.layers[-1].output
+        return numbered([*chain, Step(0, LOSS, Loss(last, Y))])
+
+    def f_index(self) -> dict[Var, int]:
+        """k of f_k for the input and every layer's step target (X is f_0)."""
+        return {X: 0, **{s.target: s.index for s in self.steps() if s.layer is not None}}
+
+    def adjoint_names(self) -> dict[Var, Var]:
+        """Each step target whose adjoint is named (z_l) → that name (δ_l)."""
+        return adjoint_names(self.steps())
 
     def penalty_steps(self) -> list[Step]:
         """With ``l2``: P = λ/2 ‖W_1‖² + ... + λ/2 ‖W_L‖² (biases are not penalised); else none.
@@ -119,8 +127,8 @@ class Network:
         total: Expr = Penalty(W(1))
         for layer in range(2, self.depth + 1):
             total = Add(total, Penalty(W(layer)))
-        return [Step(2 * self.depth + 2, PENALTY, total)]
+        return [Step(len(self.steps()) + 1, PENALTY, total)]
 
     def parameters(self) -> list[Var]:
-        """W_1, b_1, ..., W_L, b_L."""
-        return [v for layer in range(1, self.depth + 1) for v in (W(layer), b(layer))]
+        """W_1, b_1, ..., W_L, b_L: each layer's, in order."""
+        return [v for layer in self.layers for v in layer.parameters()]

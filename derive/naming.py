@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
+from . import defaults
 from .model import Network
+
+SUBSCRIPT = str.maketrans("0123456789-", "₀₁₂₃₄₅₆₇₈₉₋")
+
+
+def subscript(text: str | int) -> str:
+    """Digits (and a minus) as Unicode subscripts, as comments and pictures write indices."""
+    return str(text).translate(SUBSCRIPT)
 
 
 def spec_command(network: Network) -> str:
@@ -12,9 +20,9 @@ def spec_command(network: Network) -> str:
     parts = ["python -m derive --layers " + ",".join(map(str, network.sizes))]
     names = [a.name for a in network.activations]
     chosen = names[:-1] if network.fused else names  # a fused loss fixes the output layer
-    if chosen and set(chosen) != {"tanh"}:
+    if chosen and set(chosen) != {defaults.ACTIVATION}:
         parts.append("--activation " + (chosen[0] if len(set(chosen)) == 1 else ",".join(names)))
-    if network.loss.name != "l2":
+    if network.loss.name != defaults.LOSS:
         parts.append(f"--loss {network.loss.name}")
     if network.l2:
         parts.append("--l2")

@@ -1,170 +1,100 @@
-"""Layer normalization and batch normalization (training mode) as chains of IR nodes.
+"""Layer norm and batch norm (training mode): their derivation and compact backward.
 
-One ``Normalization`` describes either: the statistics run over the features of
-each row (layer norm: a column of m statistics) or over the batch for each
-feature (batch norm: a row of n statistics; biased variance, divided by m).
-With x the m x n input and γ, β learned 1 x n rows, ε > 0:
+The layers themselves (``layers.LayerNorm``, ``layers.BatchNorm``) own their steps:
+with x the m x n input, γ, β learned 1 x n rows and ε > 0,
 
     μ = mean(x),  c = x - μ,  v = mean(c ⊙ c),  s = (v + ε)^{-1/2},
     x̂ = c ⊙ s,   y = x̂ ⊙ γ + β
 
-(statistics spread back over the axis they were taken on).  ``lemma_chain``
-feeds y an arbitrary upstream gradient G, like the dense step lemma; the
-backward pass is ``derivation.backward``'s, the compact form ``simplify``'s.
+over the features of each row (layer norm) or over the batch (batch norm), each
+statistic spread back over the axis it was taken on.  Here: the shapes of their
+variables, what the simplification may use about them (``facts``), and the chain
+rule applied to the layer fed an arbitrary upstream gradient G (``derivation.backward``,
+like the dense step lemma), raw and compact.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeAlias
 
 import sympy as sp
 
 from . import model
 from .derivation import backward
-from .expr import Add, Axis, Expr, Hadamard, InvSqrt, Mean, Power, Spread, Sub, Var
-from .model import Step
+from .expr import Axis, Expr, Kind, Var, substitute
+from .layers import BATCH, WIDTH, BatchNorm, LayerNorm
 from .shapes import Shape
 from .simplify import Facts, Simplified, simplify
 
-BATCH = sp.Symbol("m", positive=True, integer=True)
-"""m, the number of rows of the batch (``catalog.batch`` is the same symbol)."""
-WIDTH = sp.Symbol("n", positive=True, integer=True)
-"""n, the number of features the layer normalizes."""
-EPS = sp.Symbol("epsilon", positive=True)
-"""ε > 0, added to the variance: a constant row (variance 0) still gets a finite 1/√ε."""
+Normalization: TypeAlias = LayerNorm | BatchNorm
+
+LAYER_NORM = LayerNorm(2, 4)
+BATCH_NORM = BatchNorm(2, 4)
+"""The lemma's layers: index 2 (input a_1, output a_2); their steps do not depend on the width."""
 
 ONE = sp.Integer(1)
 
 
-@dataclass(frozen=True)
-class Normalization:
-    """A normalization layer: its statistics' ``axis`` and its index in the network."""
-
-    axis: Axis
-    layer: int = 2
-
-    @property
-    def name(self) -> str:
-        return "layer norm" if self.axis is Axis.FEATURES else "batch norm"
-
-    @property
-    def count(self) -> sp.Symbol:
-        """N, the number of entries each statistic averages: n (layer norm) or m (batch norm)."""
-        return WIDTH if self.axis is Axis.FEATURES else BATCH
-
-    # --- the variables ----------------------------------------------------------
-
-    def var(self, kind: str) -> Var:
-        return Var(kind, self.layer)
-
-    @property
-    def x(self) -> Var:
-        """The layer's input (the previous layer's output)."""
-        return model.a(self.layer - 1)
-
-    @property
-    def y(self) -> Var:
-        return model.a(self.layer)
-
-    @property
-    def gamma(self) -> Var:
-        return self.var("gamma")
-
-    @property
-    def beta(self) -> Var:
-        return self.var("beta")
-
-    @property
-    def xhat(self) -> Var:
-        return self.var("xhat")
-
-    def parameters(self) -> list[Var]:
-        return [self.gamma, self.beta]
-
-    def spread(self, e: Expr) -> Spread:
-        """A statistic spread back over the axis it was taken on."""
-        return Spread(e, self.axis, self.count)
-
-    def steps(self) -> list[Step]:
-        """μ, c, v, s, x̂, y in evaluation order."""
-        mu, c, v, s = (self.var(k) for k in ("mu", "c", "v", "s"))
-        row = Axis.BATCH  # γ and β are rows, spread down the batch in both kinds
-        first = 2 * self.layer - 1
-        defs: list[tuple[Var, Expr]] = [
-            (mu, Mean(self.x, self.axis, self.count)),
-            (c, Sub(self.x, self.spread(mu))),
-            (v, Mean(Power(c, 2), self.axis, self.count)),
-            (s, InvSqrt(v, EPS)),
-            (self.xhat, Hadamard(c, self.spread(s))),
-            (
-                self.y,
-                Add(
-                    Hadamard(self.xhat, Spread(self.gamma, row, BATCH)),
-                    Spread(self.beta, row, BATCH),
-                ),
-            ),
-        ]
-        return [Step(first + k, target, expr) for k, (target, expr) in enumerate(defs)]
-
-    def shapes(self) -> dict[Var, Shape]:
-        """Every variable's shape: m x n data, statistics along the kept axis, rows γ, β."""
-        full: Shape = (BATCH, WIDTH)
-        stat: Shape = (BATCH, ONE) if self.axis is Axis.FEATURES else (ONE, WIDTH)
-        return {
-            self.x: full,
-            self.y: full,
-            model.INCOMING: full,
-            self.var("c"): full,
-            self.xhat: full,
-            self.var("ghat"): full,
-            self.var("mu"): stat,
-            self.var("v"): stat,
-            self.var("s"): stat,
-            self.gamma: (ONE, WIDTH),
-            self.beta: (ONE, WIDTH),
-        }
-
-    def lemma_chain(self) -> tuple[list[Step], dict[Var, Expr]]:
-        """The layer fed by an arbitrary upstream gradient G = ∂L/∂y."""
-        return self.steps(), {self.y: model.INCOMING}
-
-    def facts(self) -> Facts:
-        """What the simplification may use about this layer (each fact follows from ``steps``)."""
-        steps = {step.target: step.expr for step in self.steps()}
-        c, s = self.var("c"), self.var("s")
-        # ĝ = ∂L/∂x̂, as the chain rule computes it from the last step alone
-        last = [step for step in self.steps() if step.target == self.y]
-        ghat = backward(last, {self.y: model.INCOMING})[self.xhat]
-        return Facts(
-            shapes=self.shapes(),
-            counts={Axis.BATCH: BATCH, Axis.FEATURES: WIDTH},
-            definitions={steps[s]: s},
-            centred={c: self.axis, self.xhat: self.axis},
-            normalized=(c, self.xhat, s),
-            abbreviations={self.var("ghat"): ghat},
-            order=(model.INCOMING, self.var("ghat"), self.xhat, self.gamma, s, c),
-        )
+def shapes(layer: Normalization) -> dict[Var, Shape]:
+    """Every variable's shape: m x n data, statistics along the kept axis, rows γ, β."""
+    full: Shape = (BATCH, WIDTH)
+    stat: Shape = (BATCH, ONE) if layer.axis is Axis.FEATURES else (ONE, WIDTH)
+    data = (Kind.CENTRED, Kind.NORMALIZED, Kind.NORMALIZED_GRAD)
+    stats = (Kind.MEAN, Kind.VARIANCE, Kind.INV_STD)
+    return {
+        layer.input: full,
+        layer.output: full,
+        model.INCOMING: full,
+        **{layer.var(k): full for k in data},
+        **{layer.var(k): stat for k in stats},
+        layer.gamma: (ONE, WIDTH),
+        layer.beta: (ONE, WIDTH),
+    }
 
 
 @dataclass(frozen=True)
 class NormalizationDerivation:
-    """The chain rule's raw adjoints of x, γ, β for an upstream G, and their compact forms."""
+    """The chain rule's output for one layer fed G: ĝ's definition, dx, dγ, dβ raw (through
+    ĝ) and compact (``simplify``'s, from the raw forms with ĝ written out)."""
 
     layer: Normalization
+    ghat: Expr
     raw: dict[Var, Expr]
     compact: dict[Var, Simplified]
 
 
+def ghat_definition(layer: Normalization) -> Expr:
+    """ĝ = ∂L/∂x̂, as the chain rule computes it for the layer fed G (x̂'s named adjoint)."""
+    return backward(*layer.lemma_chain())[layer.xhat]
+
+
+def facts(layer: Normalization) -> Facts:
+    """What the simplification may use about ``layer``; each fact follows from its steps."""
+    steps = {step.target: step.expr for step in layer.steps()}
+    c, s = layer.var(Kind.CENTRED), layer.var(Kind.INV_STD)
+    ghat = layer.var(Kind.NORMALIZED_GRAD)
+    return Facts(
+        shapes=shapes(layer),
+        counts={Axis.BATCH: BATCH, Axis.FEATURES: WIDTH},
+        definitions={steps[s]: s},
+        centred={c: layer.axis, layer.xhat: layer.axis},
+        normalized=(c, layer.xhat, s),
+        abbreviations={ghat: ghat_definition(layer)},
+        order=(model.INCOMING, ghat, layer.xhat, layer.gamma, s, c),
+    )
+
+
 @cache
 def derive_normalization(layer: Normalization) -> NormalizationDerivation:
-    """dx, dγ, dβ by ``derivation.backward``; then ``simplify`` with the layer's facts."""
+    """dx, dγ, dβ by ``derivation.backward``; then ``simplify``, with ĝ written out (so that
+    γ can leave the sums where it is constant along them) and the layer's facts."""
     adjoints = backward(*layer.lemma_chain())
-    wanted = [layer.x, layer.gamma, layer.beta]
+    ghat = adjoints[layer.xhat]
+    wanted = [layer.input, layer.gamma, layer.beta]
     raw = {var: adjoints[var] for var in wanted}
-    facts = layer.facts()
-    return NormalizationDerivation(layer, raw, {var: simplify(raw[var], facts) for var in wanted})
-
-
-LAYER_NORM = Normalization(Axis.FEATURES)
-BATCH_NORM = Normalization(Axis.BATCH)
+    written_out = {layer.var(Kind.NORMALIZED_GRAD): ghat}
+    known = facts(layer)
+    compact = {var: simplify(substitute(raw[var], written_out), known) for var in wanted}
+    return NormalizationDerivation(layer, ghat, raw, compact)

@@ -48,6 +48,7 @@ from .expr import (
     Expr,
     Hadamard,
     InvSqrt,
+    Kind,
     Loss,
     LossGrad,
     MatMul,
@@ -62,7 +63,9 @@ from .expr import (
     SumRows,
     Transpose,
     Var,
+    assert_never,
 )
+from .layers import adjoint_names
 from .model import Network, Step
 from .report import plain
 from .symbolic_widths import check_penalty_symbolic, check_step_lemma_symbolic
@@ -113,42 +116,61 @@ def _broadcast(left: sp.Matrix, right: sp.Matrix) -> sp.Matrix:
 
 def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
     """The explicit SymPy matrix (or 1x1 scalar) that ``expr`` denotes."""
-    if isinstance(expr, Var):
-        return env[expr]
-    if isinstance(expr, MatMul):
-        left, right = evaluate(expr.left, env, sem), evaluate(expr.right, env, sem)
-        if left.cols != right.rows:
-            raise sp.ShapeError(f"cannot multiply {left.shape} by {right.shape}")
-        return left * right
-    if isinstance(expr, Add):
-        return _broadcast(evaluate(expr.left, env, sem), evaluate(expr.right, env, sem))
-    if isinstance(expr, Hadamard):
-        left, right = evaluate(expr.left, env, sem), evaluate(expr.right, env, sem)
-        if left.shape != right.shape:
-            raise sp.ShapeError(f"entrywise product of {left.shape} and {right.shape}")
-        return left.multiply_elementwise(right)
-    if isinstance(expr, Transpose):
-        return evaluate(expr.arg, env, sem).T
-    if isinstance(expr, SumRows):
-        inner = evaluate(expr.arg, env, sem)
-        return sp.ones(1, inner.rows) * inner
-    if isinstance(expr, Activate):
-        return evaluate(expr.arg, env, sem).applyfunc(sem.activation(expr.layer))
-    if isinstance(expr, ActivateDeriv):
-        return evaluate(expr.arg, env, sem).applyfunc(sem.derivative(expr.layer))
-    if isinstance(expr, (Loss, LossGrad)):
-        p, y = evaluate(expr.pred, env, sem), evaluate(expr.target, env, sem)
-        if p.shape != y.shape:
-            raise sp.ShapeError(f"prediction {p.shape} against target {y.shape}")
-        return _loss_matrix(sem.loss, p, y, gradient=isinstance(expr, LossGrad))
-    if isinstance(expr, Penalty):
-        return sp.Matrix([[penalty_of([evaluate(expr.arg, env, sem)])]])
-    if isinstance(expr, PenaltyGrad):
-        gradient = sem.penalty_gradient
-        return evaluate(expr.arg, env, sem).applyfunc(lambda e: gradient.subs(penalty.w, e))
-    if isinstance(expr, (Sub, Scale, SumCols, Mean, Spread, Power, InvSqrt)):
-        return evaluate_normalization(expr, env, sem)
-    raise TypeError(f"cannot evaluate {type(expr).__name__}")
+    match expr:
+        case Var():
+            return env[expr]
+        case MatMul(left, right):
+            lhs, rhs = evaluate(left, env, sem), evaluate(right, env, sem)
+            if lhs.cols != rhs.rows:
+                raise sp.ShapeError(f"cannot multiply {lhs.shape} by {rhs.shape}")
+            return lhs * rhs
+        case Add(left, right):
+            return _broadcast(evaluate(left, env, sem), evaluate(right, env, sem))
+        case Hadamard(left, right):
+            lhs, rhs = evaluate(left, env, sem), evaluate(right, env, sem)
+            if lhs.shape != rhs.shape:
+                raise sp.ShapeError(f"entrywise product of {lhs.shape} and {rhs.shape}")
+            return lhs.multiply_elementwise(rhs)
+        case Transpose(arg):
+            return evaluate(arg, env, sem).T
+        case SumRows(arg):
+            inner = evaluate(arg, env, sem)
+            return sp.ones(1, inner.rows) * inner
+        case Activate(layer, arg):
+            return evaluate(arg, env, sem).applyfunc(sem.activation(layer))
+        case ActivateDeriv(layer, arg):
+            return evaluate(arg, env, sem).applyfunc(sem.derivative(layer))
+        case Loss(pred, target) | LossGrad(pred, target):
+            p, y = evaluate(pred, env, sem), evaluate(target, env, sem)
+            if p.shape != y.shape:
+                raise sp.ShapeError(f"prediction {p.shape} against target {y.shape}")
+            return _loss_matrix(sem.loss, p, y, gradient=isinstance(expr, LossGrad))
+        case Penalty(arg):
+            return sp.Matrix([[penalty_of([evaluate(arg, env, sem)])]])
+        case PenaltyGrad(arg):
+            gradient = sem.penalty_gradient
+            return evaluate(arg, env, sem).applyfunc(lambda e: gradient.subs(penalty.w, e))
+        case Sub(left, right):
+            lhs, rhs = evaluate(left, env, sem), evaluate(right, env, sem)
+            if lhs.shape != rhs.shape:
+                raise sp.ShapeError(f"difference of {lhs.shape} and {rhs.shape}")
+            return lhs - rhs
+        case Scale(arg, factor):
+            return evaluate(arg, env, sem) * factor.subs(sem.sizes)
+        case SumCols(arg):
+            inner = evaluate(arg, env, sem)
+            return inner * sp.ones(inner.cols, 1)
+        case Mean(arg, axis, count):
+            return _mean(evaluate(arg, env, sem), axis, _count(count, sem))
+        case Spread(arg, axis, count):
+            return _spread(evaluate(arg, env, sem), axis, _count(count, sem))
+        case Power(arg, exponent):
+            return evaluate(arg, env, sem).applyfunc(lambda e: e**exponent)
+        case InvSqrt(arg, eps):
+            half = sp.Rational(-1, 2)
+            return evaluate(arg, env, sem).applyfunc(lambda e: sp.Pow(e + eps, half))
+        case _:
+            assert_never(expr)
 
 
 def _count(symbol: sp.Symbol, sem: Semantics) -> int:
@@ -157,38 +179,20 @@ def _count(symbol: sp.Symbol, sem: Semantics) -> int:
     return sem.sizes[symbol]
 
 
-def evaluate_normalization(
-    expr: Sub | Scale | SumCols | Mean | Spread | Power | InvSqrt, env: Env, sem: Semantics
-) -> sp.Matrix:
-    """The normalizations' nodes on explicit matrices (counts from ``sem.sizes``)."""
-    inner = evaluate(expr.children()[0], env, sem)
-    if isinstance(expr, Sub):
-        right = evaluate(expr.right, env, sem)
-        if inner.shape != right.shape:
-            raise sp.ShapeError(f"difference of {inner.shape} and {right.shape}")
-        return inner - right
-    if isinstance(expr, Scale):
-        return inner * expr.factor.subs(sem.sizes)
-    if isinstance(expr, SumCols):
-        return inner * sp.ones(inner.cols, 1)
-    if isinstance(expr, Mean):
-        count = _count(expr.count, sem)
-        if expr.axis is Axis.BATCH and inner.rows == count:
-            return sp.ones(1, count) * inner / count
-        if expr.axis is Axis.FEATURES and inner.cols == count:
-            return inner * sp.ones(count, 1) / count
-        raise sp.ShapeError(f"mean of {count} over the {expr.axis.value} of {inner.shape}")
-    if isinstance(expr, Spread):
-        count = _count(expr.count, sem)
-        if expr.axis is Axis.BATCH and inner.rows == 1:
-            return sp.ones(count, 1) * inner
-        if expr.axis is Axis.FEATURES and inner.cols == 1:
-            return inner * sp.ones(1, count)
-        raise sp.ShapeError(f"spread over the {expr.axis.value} of {inner.shape}")
-    if isinstance(expr, Power):
-        return inner.applyfunc(lambda e: e**expr.exponent)
-    half = sp.Rational(-1, 2)
-    return inner.applyfunc(lambda e: sp.Pow(e + expr.eps, half))
+def _mean(inner: sp.Matrix, axis: Axis, count: int) -> sp.Matrix:
+    if axis is Axis.BATCH and inner.rows == count:
+        return sp.ones(1, count) * inner / count
+    if axis is Axis.FEATURES and inner.cols == count:
+        return inner * sp.ones(count, 1) / count
+    raise sp.ShapeError(f"mean of {count} over the {axis.value} of {inner.shape}")
+
+
+def _spread(inner: sp.Matrix, axis: Axis, count: int) -> sp.Matrix:
+    if axis is Axis.BATCH and inner.rows == 1:
+        return sp.ones(count, 1) * inner
+    if axis is Axis.FEATURES and inner.cols == 1:
+        return inner * sp.ones(1, count)
+    raise sp.ShapeError(f"spread over the {axis.value} of {inner.shape}")
 
 
 def penalty_of(weights: list[sp.Matrix]) -> sp.Expr:
@@ -205,9 +209,12 @@ def _compare(
     sem: Semantics,
     claims: dict[Var, Expr],
     scalar: sp.Expr,
+    names: dict[Var, Var],
     deltas_checked: bool = True,
 ) -> tuple[bool, str]:
     """Check each claim ∂scalar/∂var = formula, in order; δ_l's value feeds later claims.
+
+    ``names`` gives the named adjoints (z_l → δ_l, ``Network.adjoint_names``).
 
     With ``deltas_checked=False`` (end to end, where z_l's entries are
     expressions, not symbols one can differentiate by) a δ is only evaluated
@@ -219,9 +226,9 @@ def _compare(
             value = evaluate(formula, env, sem)
         except sp.ShapeError as err:
             return False, f"{var.name}: {err}"
-        is_delta = var.kind == "z"
+        is_delta = var in names
         if is_delta:
-            env[model.delta(var.layer)] = value
+            env[names[var]] = value
         if deltas_checked or not is_delta:
             ok, why = identical(_gradient(scalar, env[var]), value)
             if not ok:
@@ -259,8 +266,8 @@ def check_output_lemma(
     sem = generic_semantics(network.loss)
     for step in steps:
         env[step.target] = evaluate(step.expr, env, sem)
-    ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0])
-    if fused:
+    ok, why = _compare(env, sem, claims, env[model.LOSS][0, 0], adjoint_names(steps))
+    if network.loss.link is not None:  # fused
         link = network.loss.link.name
         statement = (
             f"δ_L = ∂L/∂z_L = {plain(network.loss.gradient_from_output)} with A = {link}(z_L)"
@@ -319,7 +326,7 @@ def check_step_lemma(
     if penalty:
         scalar += penalty_of([env[model.W(layer)]])
     env[model.delta(layer)] = sp.Matrix(m, n, [d(*upper) for d in partials])
-    ok, why = _compare(env, sem, claims, scalar)
+    ok, why = _compare(env, sem, claims, scalar, adjoint_names(steps))
     if penalty:
         return Check(
             "penalty lemma",
@@ -349,13 +356,14 @@ def check_layers_are_lemma_instances(derivation: Derivation) -> Check:
     steps, seeds = output_lemma_chain(network.depth, network.fused)
     if derivation.deltas[network.depth] != backward(steps, seeds)[model.z(network.depth)]:
         problems.append(f"delta{network.depth} is not the output lemma")
-    for layer in range(1, network.depth + 1):
-        lemma = backward(*step_lemma_chain(layer, network.l2))
-        for var in (model.W(layer), model.b(layer)):
+    for layer in network.layers:
+        lemma = backward(*layer.lemma_chain(network.l2))
+        for var in layer.parameters():
             if derivation.gradients[var] != lemma[var]:
                 problems.append(f"dL/d{var.name} is not the step lemma")
-        if layer > 1 and derivation.deltas[layer - 1] != lemma[model.z(layer - 1)]:
-            problems.append(f"delta{layer - 1} is not the step lemma")
+        below = layer.index - 1
+        if below > 0 and derivation.deltas[below] != lemma[model.z(below)]:
+            problems.append(f"delta{below} is not the step lemma")
     return Check(
         "induction",
         "the 1 layer instantiates the lemmas"
@@ -395,7 +403,7 @@ def _end_to_end_claims(derivation: Derivation) -> dict[Var, Expr]:
     return claims
 
 
-OBJECTIVE = Var("J")
+OBJECTIVE = Var(Kind.OBJECTIVE)
 """The penalised objective J = L + λ/2 Σ_l ‖W_l‖_F², end to end."""
 
 _PENALISED = " plus λ/2 Σ ‖W_l‖² (λ a symbol)"
@@ -409,7 +417,7 @@ def _objective_steps(network: Network) -> list[Step]:
     total: Expr = model.LOSS
     for layer in range(1, network.depth + 1):
         total = Add(total, Penalty(model.W(layer)))
-    return [Step(2 * network.depth + 2, OBJECTIVE, total)]
+    return [Step(len(network.steps()) + 1, OBJECTIVE, total)]
 
 
 EXPAND_DEPTH = 3
@@ -449,10 +457,10 @@ def check_end_to_end(
     scalar = env[model.LOSS][0, 0]
     if network.l2:  # the objective, written out here from the penalty's definition
         scalar += penalty_of([env[model.W(layer)] for layer in range(1, network.depth + 1)])
-    ok, why = _compare(env, sem, claims, scalar, deltas_checked=False)
+    ok, why = _compare(env, sem, claims, scalar, network.adjoint_names(), deltas_checked=False)
     return Check(
         "end to end",
-        f"all {2 * network.depth} parameter gradients of the depth-{network.depth} network"
+        f"all {len(network.parameters())} parameter gradients of the depth-{network.depth} network"
         + (" with the L2 penalty" if network.l2 else ""),
         f"exact: SymPy diff of the unrolled loss{_PENALISED if network.l2 else ''}, "
         f"batch {batch_size}, widths {widths}, a_l undefined",
@@ -481,6 +489,7 @@ def _check_end_to_end_field(
     )
     sides = unrolled.Sides([], {})
     rhs_env = dict(graph.env)
+    names = network.adjoint_names()
     outcome = None
     for var, formula in _end_to_end_claims(derivation).items():
         try:
@@ -488,11 +497,11 @@ def _check_end_to_end_field(
         except sp.ShapeError as err:
             outcome = unrolled.Outcome(False, f"{var.name}: {err}", 1.0)
             break
-        if var.kind == "z":  # δ_l: named, so the formulas below it stay small
-            names = symbols_matrix(f"delta{var.layer}", value.rows, value.cols)
-            sides.definitions.update(zip(names, value, strict=True))
-            rhs_env[model.delta(var.layer)] = names
-            value = names
+        if var in names:  # δ_l: named, so the formulas below it stay small
+            entries = symbols_matrix(names[var].name, value.rows, value.cols)
+            sides.definitions.update(zip(entries, value, strict=True))
+            rhs_env[names[var]] = entries
+            value = entries
         sides.claims.append((var, value))
     if outcome is None:
         outcome = unrolled.decide(graph, sides, rng or random.SystemRandom())
@@ -506,7 +515,7 @@ def _check_end_to_end_field(
     )
     return Check(
         "end to end",
-        f"all {2 * network.depth} parameter gradients and {network.depth} deltas "
+        f"all {len(network.parameters())} parameter gradients and {network.depth} deltas "
         f"of the depth-{network.depth} network" + (" with the L2 penalty" if network.l2 else ""),
         method,
         outcome.ok,

@@ -27,8 +27,9 @@ import sympy as sp
 from . import engine, model
 from .catalog import LossFunction
 from .check import Check
-from .expr import Axis, Expr, Var
-from .normalization import BATCH, EPS, WIDTH, Normalization, derive_normalization
+from .expr import Axis, Expr, Kind, Var
+from .layers import BATCH, EPS, WIDTH
+from .normalization import Normalization, derive_normalization
 from .proof import Env, Semantics, evaluate, generic_semantics, symbols_matrix
 
 SIZES = ((3, 4), (4, 3))
@@ -68,7 +69,7 @@ def reference_forward(
 
 def _inputs(layer: Normalization, m: int, n: int) -> Env:
     return {
-        layer.x: symbols_matrix("x", m, n),
+        layer.input: symbols_matrix("x", m, n),
         layer.gamma: symbols_matrix("gamma", 1, n),
         layer.beta: symbols_matrix("beta", 1, n),
         model.INCOMING: symbols_matrix("g", m, n),
@@ -87,8 +88,7 @@ def _explicit(layer: Normalization, m: int, n: int) -> tuple[Env, Semantics]:
     sem = _semantics(m, n)
     for step in layer.steps():
         env[step.target] = evaluate(step.expr, env, sem)
-    for name, definition in layer.facts().abbreviations.items():
-        env[name] = evaluate(definition, env, sem)
+    env[layer.var(Kind.NORMALIZED_GRAD)] = evaluate(derive_normalization(layer).ghat, env, sem)
     return env, sem
 
 
@@ -98,11 +98,11 @@ def _oracle(
 ) -> dict[Var, sp.Matrix]:
     """SymPy's diff of Σ G ⊙ y, y from ``reference_forward``, by every entry of x, γ, β."""
     env, _ = _explicit(layer, m, n)
-    y = reference_forward(env[layer.x], env[layer.gamma], env[layer.beta], axis, divisor)
+    y = reference_forward(env[layer.input], env[layer.gamma], env[layer.beta], axis, divisor)
     scalar = sp.Add(*env[model.INCOMING].multiply_elementwise(y))
     return {
         var: env[var].applyfunc(lambda e: sp.diff(scalar, e))
-        for var in (layer.x, layer.gamma, layer.beta)
+        for var in (layer.input, layer.gamma, layer.beta)
     }
 
 

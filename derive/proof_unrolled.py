@@ -214,7 +214,7 @@ def build_graph(
             nodes.append(Node(name, definition, partials))
             wrt.add(name)
         env[step.target] = names
-        if step.target.kind == "z":
+        if step.adjoint is not None:  # z_l: its adjoint δ_l is a claim too
             z_entries[step.target] = names
     return Graph(tuple(nodes), {p: env[p] for p in parameters}, z_entries, env, loss)
 

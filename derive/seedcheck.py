@@ -45,6 +45,7 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    Kind,
     Loss,
     LossGrad,
     MatMul,
@@ -632,17 +633,17 @@ def derived_identity(eq: Equation, n: int | None = None) -> Node:
 def _from_derive(e: Expr, general: bool) -> Node:
     """A derive expression tree as a seed tree (z_l, a_l as f_k, or z_l, a(z_l) in general)."""
     if isinstance(e, Var):
-        if e.kind == "a":
+        if e.kind is Kind.A:
             if e.layer == 0:
                 return F(0)
             return Act(Z(e.layer)) if general else F(2 * e.layer)
-        if e.kind == "z":
+        if e.kind is Kind.Z:
             return Z(e.layer) if general else F(2 * e.layer - 1)  # type: ignore[operator]
-        if e.kind == "delta":
+        if e.kind is Kind.DELTA:
             return Grad(Z(e.layer) if general else F(2 * e.layer - 1))  # type: ignore[operator]
-        if e.kind in ("W", "b"):
-            return Param(e.kind, e.layer)  # type: ignore[arg-type]
-        if e.kind == "Y":
+        if e.kind in (Kind.W, Kind.B):
+            return Param(e.kind.value, e.layer)  # type: ignore[arg-type]
+        if e.kind is Kind.Y:
             return Param("Y")
     if isinstance(e, MatMul):
         return Prod(_from_derive(e.left, general), _from_derive(e.right, general), "mat")

@@ -27,10 +27,22 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
+    Loss,
+    LossGrad,
     MatMul,
+    Mean,
+    Penalty,
+    PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
+    assert_never,
     substitute,
 )
 
@@ -54,42 +66,62 @@ class _Entries:
         )
 
     def shape(self, e: Expr) -> tuple[sp.Expr, sp.Expr]:
-        if isinstance(e, Var):
-            return self.shapes[e]
-        if isinstance(e, MatMul):
-            return self.shape(e.left)[0], self.shape(e.right)[1]
-        if isinstance(e, Transpose):
-            rows, cols = self.shape(e.arg)
-            return cols, rows
-        if isinstance(e, SumRows):
-            return sp.Integer(1), self.shape(e.arg)[1]
-        return self.shape(e.children()[0])
+        match e:
+            case Var():
+                return self.shapes[e]
+            case MatMul(left, right):
+                return self.shape(left)[0], self.shape(right)[1]
+            case Transpose(arg):
+                rows, cols = self.shape(arg)
+                return cols, rows
+            case SumRows(arg):
+                return sp.Integer(1), self.shape(arg)[1]
+            case Add(left, _) | Hadamard(left, _):
+                return self.shape(left)
+            case Activate(_, arg) | ActivateDeriv(_, arg) | PenaltyGrad(arg):
+                return self.shape(arg)
+            case Loss() | LossGrad() | Penalty():
+                raise ValueError(f"{type(e).__name__}: the step lemma has no loss or penalty")
+            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+                raise ValueError(f"{type(e).__name__}: a normalization's node, no symbolic width")
+            case _:
+                assert_never(e)
 
     def __call__(self, e: Expr, row: sp.Expr, col: sp.Expr) -> sp.Expr:
-        if isinstance(e, Var):
-            rows, _ = self.shapes[e]
-            return self.bases[e][col] if rows == 1 else self.bases[e][row, col]
-        if isinstance(e, MatMul):
-            k = next(self._fresh)
-            inner, rows_right = self.shape(e.left)[1], self.shape(e.right)[0]
-            if inner != rows_right:
-                raise sp.ShapeError(f"cannot multiply: {inner} columns by {rows_right} rows")
-            return sp.Sum(self(e.left, row, k) * self(e.right, k, col), (k, 0, inner - 1))
-        if isinstance(e, Add):
-            return self(e.left, row, col) + self(e.right, row, col)
-        if isinstance(e, Hadamard):
-            return self(e.left, row, col) * self(e.right, row, col)
-        if isinstance(e, Transpose):
-            return self(e.arg, col, row)
-        if isinstance(e, SumRows):
-            i = next(self._fresh)
-            return sp.Sum(self(e.arg, i, col), (i, 0, self.shape(e.arg)[0] - 1))
-        if isinstance(e, Activate):
-            return _a(e.layer)(self(e.arg, row, col))
-        if isinstance(e, ActivateDeriv):
-            x = self(e.arg, row, col)
-            return sp.Derivative(_a(e.layer)(x), x)
-        raise TypeError(f"no symbolic-width entries for {type(e).__name__}")
+        match e:
+            case Var():
+                rows, _ = self.shapes[e]
+                return self.bases[e][col] if rows == 1 else self.bases[e][row, col]
+            case MatMul(left, right):
+                k = next(self._fresh)
+                inner, rows_right = self.shape(left)[1], self.shape(right)[0]
+                if inner != rows_right:
+                    raise sp.ShapeError(f"cannot multiply: {inner} columns by {rows_right} rows")
+                return sp.Sum(self(left, row, k) * self(right, k, col), (k, 0, inner - 1))
+            case Add(left, right):
+                return self(left, row, col) + self(right, row, col)
+            case Hadamard(left, right):
+                return self(left, row, col) * self(right, row, col)
+            case Transpose(arg):
+                return self(arg, col, row)
+            case SumRows(arg):
+                i = next(self._fresh)
+                return sp.Sum(self(arg, i, col), (i, 0, self.shape(arg)[0] - 1))
+            case Activate(layer, arg):
+                return _a(layer)(self(arg, row, col))
+            case ActivateDeriv(layer, arg):
+                x = self(arg, row, col)
+                return sp.Derivative(_a(layer)(x), x)
+            case Loss() | LossGrad() | Penalty() | PenaltyGrad():
+                # the penalty's part is proved apart (check_penalty_symbolic)
+                raise ValueError(
+                    f"{type(e).__name__}: no symbolic-width entries (not in the lemma)"
+                )
+            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+                # the normalizations are proved at concrete sizes (proof_normalization)
+                raise ValueError(f"{type(e).__name__}: a normalization's node, no symbolic width")
+            case _:
+                assert_never(e)
 
 
 def _canonical(expr: sp.Expr) -> sp.Expr:
@@ -147,7 +179,7 @@ def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int 
         u, t = sp.symbols("u t", integer=True, nonnegative=True)
         ranges = {rows: row + 1 + u, cols: s + 1 + t} if rows != 1 else {cols: s + 1 + t}
         target = entries.bases[var][s] if rows == 1 else entries.bases[var][row, s]
-        summand = entries(Var("delta", layer), i, j) * sp.diff(entries(upper, i, j), target)
+        summand = entries(upstream, i, j) * sp.diff(entries(upper, i, j), target)
         try:
             claim = entries(substitute(formula, activation), row, s)
         except KeyError as err:
@@ -180,7 +212,6 @@ def check_penalty_symbolic(gradient: sp.Expr | None = None) -> Check:
     step lemma; its entry is ``gradient`` (default ``penalty.GRADIENT``, λ w) at (W_l)_rs.
     """
     from . import penalty
-    from .expr import PenaltyGrad
 
     start = time.perf_counter()
     gradient = penalty.GRADIENT if gradient is None else gradient

@@ -99,3 +99,13 @@ def test_project_code_is_linted_and_formatted():
     assert lint.returncode == 0, lint.stdout
     fmt = _ruff("format", "--check", "--no-cache", *folders)
     assert fmt.returncode == 0, fmt.stdout
+
+
+def test_generated_line_lengths_are_pyprojects():
+    """The formatter's and the linter's line lengths are copied once, into python_source."""
+    tomllib = pytest.importorskip("tomllib")
+    from derive.backends import python_source
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["ruff"]
+    assert python_source.LINE_LENGTH == config["line-length"]
+    assert python_source.LINT_LINE_LENGTH == config["lint"]["pycodestyle"]["max-line-length"]

@@ -15,6 +15,7 @@ from derive.expr import (
     Expr,
     Hadamard,
     InvSqrt,
+    Kind,
     Mean,
     Power,
     Scale,
@@ -25,14 +26,14 @@ from derive.expr import (
     total,
 )
 from derive.latex_normalization import document, equations
+from derive.layers import BATCH, EPS, WIDTH
 from derive.normalization import (
-    BATCH,
     BATCH_NORM,
-    EPS,
     LAYER_NORM,
-    WIDTH,
     Normalization,
     derive_normalization,
+    facts,
+    shapes,
 )
 from derive.proof import Semantics, evaluate, symbols_matrix
 from derive.proof_normalization import SIZES, check_normalization
@@ -50,7 +51,7 @@ from derive.simplify import (
 SMALL = {LAYER_NORM: (2, 3), BATCH_NORM: (3, 2)}
 """Fast sizes: non-square, and each statistic averages 3 entries."""
 
-U = Var("u")
+U = Var(Kind.A, 9)  # a free m x n (or row, or column) variable
 G = model.INCOMING
 
 
@@ -59,16 +60,19 @@ G = model.INCOMING
 
 @pytest.mark.parametrize("layer", [LAYER_NORM, BATCH_NORM], ids=["layer", "batch"])
 def test_every_step_has_a_shape(layer):
-    shapes = layer.shapes()
+    known = shapes(layer)
     for step in layer.steps():
-        assert shape(step.expr, shapes) == shapes[step.target]
+        assert shape(step.expr, known) == known[step.target]
+
+
+R = Var(Kind.GAMMA, 9)
 
 
 def test_shape_rule_refuses_broadcast_without_spread():
-    leaves = {U: (BATCH, WIDTH), Var("r"): (sp.Integer(1), WIDTH)}
+    leaves = {U: (BATCH, WIDTH), R: (sp.Integer(1), WIDTH)}
     with pytest.raises(ShapeError, match="entrywise product"):
-        shape(Hadamard(U, Var("r")), leaves)
-    assert shape(Hadamard(U, Spread(Var("r"), Axis.BATCH, BATCH)), leaves) == (BATCH, WIDTH)
+        shape(Hadamard(U, R), leaves)
+    assert shape(Hadamard(U, Spread(R, Axis.BATCH, BATCH)), leaves) == (BATCH, WIDTH)
     with pytest.raises(ShapeError, match="mean of m"):
         shape(Mean(U, Axis.FEATURES, BATCH), leaves)
     with pytest.raises(ShapeError, match="spread across the features"):
@@ -155,7 +159,7 @@ def test_a_wrong_chain_rule_is_rejected():
 def _textbook(layer: Normalization) -> Expr:
     """The issue's compact dx, typed in here only to compare against what the machine made."""
     n, axis = layer.count, layer.axis
-    s, xhat = layer.var("s"), layer.xhat
+    s, xhat = layer.var(Kind.INV_STD), layer.xhat
 
     def spread(e: Expr) -> Expr:
         return Spread(e, axis, n)
@@ -163,7 +167,7 @@ def _textbook(layer: Normalization) -> Expr:
     if layer.axis is Axis.BATCH:  # (γ s / m) ⊙ (m G - Σ G - x̂ ⊙ Σ(G ⊙ x̂))
         g, front = G, Spread(Hadamard(layer.gamma, s), Axis.BATCH, BATCH)
     else:  # (s / n) ⊙ (n ĝ - Σ ĝ - x̂ ⊙ Σ(ĝ ⊙ x̂))
-        g, front = layer.var("ghat"), spread(s)
+        g, front = layer.var(Kind.NORMALIZED_GRAD), spread(s)
     inner = Sub(
         Sub(Scale(g, n), spread(total(g, axis))),
         Hadamard(xhat, spread(total(Hadamard(g, xhat), axis))),
@@ -174,7 +178,7 @@ def _textbook(layer: Normalization) -> Expr:
 @pytest.mark.parametrize("layer", [LAYER_NORM, BATCH_NORM], ids=["layer", "batch"])
 def test_the_compact_form_comes_out_of_the_rules(layer):
     derivation = derive_normalization(layer)
-    dx = derivation.compact[layer.x]
+    dx = derivation.compact[layer.input]
     assert dx.changed and dx.expr == _textbook(layer)
     assert "centred_sums_vanish" in dx.rules and "collect" in dx.rules
     assert derivation.compact[layer.gamma].expr == SumRows(Hadamard(G, layer.xhat))
@@ -185,33 +189,33 @@ def test_the_compact_form_comes_out_of_the_rules(layer):
 
 def test_without_a_rule_the_form_stays_longer_and_is_still_proved():
     layer = LAYER_NORM
-    raw = derive_normalization(layer).raw[layer.x]
+    raw = derive_normalization(layer).raw[layer.input]
     rules = tuple(rule for rule in RULES if rule is not centred_sums_vanish)
-    partial = simplify(raw, layer.facts(), rules)
+    partial = simplify(raw, facts(layer), rules)
     assert partial.expr != _textbook(layer)
-    claims = {layer.x: partial.expr}
+    claims = {layer.input: partial.expr}
     assert check_normalization(layer, SMALL[layer], claims=claims).ok
 
 
 def test_an_unknown_node_leaves_the_raw_form():
     from derive.expr import Activate
 
-    raw = Hadamard(G, Activate(1, LAYER_NORM.x))
-    result = simplify(raw, LAYER_NORM.facts())
+    raw = Hadamard(G, Activate(1, LAYER_NORM.input))
+    result = simplify(raw, facts(LAYER_NORM))
     assert result.expr == raw and not result.changed and result.rules == ()
 
 
 def test_rules_respect_the_axis():
-    facts = BATCH_NORM.facts()
+    known = facts(BATCH_NORM)
     gamma, xhat = BATCH_NORM.gamma, BATCH_NORM.xhat
     # γ (a row) leaves a sum over the batch, not one over the features
     over_batch = Summed(Axis.BATCH, Poly.of({Monomial.of({G: 1, gamma: 1}): sp.Integer(1)}))
-    assert constants_leave_sums(over_batch, facts) is not None
+    assert constants_leave_sums(over_batch, known) is not None
     over_features = Summed(Axis.FEATURES, over_batch.body)
-    assert constants_leave_sums(over_features, facts) is None
+    assert constants_leave_sums(over_features, known) is None
     # x̂ sums to 0 over the normalized axis only
-    assert centred_sums_vanish(Summed(Axis.BATCH, Poly.atom(xhat)), facts) == Poly()
-    assert centred_sums_vanish(Summed(Axis.FEATURES, Poly.atom(xhat)), facts) is None
+    assert centred_sums_vanish(Summed(Axis.BATCH, Poly.atom(xhat)), known) == Poly()
+    assert centred_sums_vanish(Summed(Axis.FEATURES, Poly.atom(xhat)), known) is None
 
 
 # --- the exact proof and its negative controls ------------------------------------------
@@ -243,7 +247,7 @@ def _without_mean_term(dx: Expr) -> Expr:
 def test_batch_norm_without_the_mean_term_fails():
     layer = BATCH_NORM
     compact = {v: s.expr for v, s in derive_normalization(layer).compact.items()}
-    compact[layer.x] = _without_mean_term(compact[layer.x])
+    compact[layer.input] = _without_mean_term(compact[layer.input])
     check = check_normalization(layer, SMALL[layer], claims=compact)
     assert check.status.value == "failed"
     assert "against SymPy's diff" in check.detail and "against the raw chain rule" in check.detail
@@ -256,14 +260,14 @@ def test_normalization_over_the_wrong_axis_fails(layer):
     wrong = Axis.BATCH if layer.axis is Axis.FEATURES else Axis.FEATURES
     check = check_normalization(layer, SMALL[layer], reference_axis=wrong)
     assert check.status.value == "failed"
-    assert f"{layer.x.name} against SymPy's diff" in check.detail
+    assert f"{layer.input.name} against SymPy's diff" in check.detail
 
 
 def test_unbiased_variance_in_the_forward_fails():
     layer = BATCH_NORM
     check = check_normalization(layer, SMALL[layer], divisor=lambda count: sp.Integer(count - 1))
     assert check.status.value == "failed"
-    assert f"{layer.x.name} against SymPy's diff" in check.detail
+    assert f"{layer.input.name} against SymPy's diff" in check.detail
 
 
 def test_radicals_decide_with_the_relation():
@@ -283,10 +287,10 @@ def test_equations_print_every_step_and_adjoint(layer):
     text = equations(layer)
     for name in (r"\mu", r"\sigma^{2}", r"\hat{x}", r"\overline{x}", r"\overline{\gamma}"):
         assert name in text
-    shapes = [line for line in text.splitlines() if "&&" in line]  # one per forward step
-    assert len(shapes) == len(layer.steps())
-    for line, step in zip(shapes, layer.steps(), strict=True):
-        rows, cols = layer.shapes()[step.target]
+    lines = [line for line in text.splitlines() if "&&" in line]  # one per forward step
+    assert len(lines) == len(layer.steps())
+    for line, step in zip(lines, layer.steps(), strict=True):
+        rows, cols = shapes(layer)[step.target]
         assert line.endswith(f"&& {sp.latex(rows)} \\times {sp.latex(cols)} \\\\") or line.endswith(
             f"&& {sp.latex(rows)} \\times {sp.latex(cols)}"
         )
@@ -303,13 +307,13 @@ def test_a_sum_of_a_spread_row_is_the_count_times_the_row():
     """Σ_rows of γ spread down the batch is m γ (``constants_leave_sums``, ``sum_of_a_constant``);
     the result keeps the raw form's shape."""
     gamma = BATCH_NORM.gamma
-    result = simplify(SumRows(Spread(gamma, Axis.BATCH, BATCH)), BATCH_NORM.facts())
+    result = simplify(SumRows(Spread(gamma, Axis.BATCH, BATCH)), facts(BATCH_NORM))
     assert result.expr == Scale(gamma, BATCH)
     assert "sum_of_a_constant" in result.rules
     full = simplify(
-        Spread(SumRows(Spread(gamma, Axis.BATCH, BATCH)), Axis.BATCH, BATCH), BATCH_NORM.facts()
+        Spread(SumRows(Spread(gamma, Axis.BATCH, BATCH)), Axis.BATCH, BATCH), facts(BATCH_NORM)
     )
-    assert shape(full.expr, BATCH_NORM.shapes()) == (BATCH, WIDTH)
+    assert shape(full.expr, shapes(BATCH_NORM)) == (BATCH, WIDTH)
 
 
 @pytest.mark.parametrize("layer", [LAYER_NORM, BATCH_NORM], ids=["layer", "batch"])
@@ -325,7 +329,7 @@ def test_compact_form_matches_torch(layer):
     gamma, beta = rng.standard_normal((1, n)), rng.standard_normal((1, n))
     eps = 1e-3
     env = {
-        layer.x: sp.Matrix(x),
+        layer.input: sp.Matrix(x),
         layer.gamma: sp.Matrix(gamma),
         layer.beta: sp.Matrix(beta),
         G: sp.Matrix(g),
@@ -336,8 +340,7 @@ def test_compact_form_matches_torch(layer):
     )
     for step in layer.steps():
         env[step.target] = evaluate(step.expr, env, sem).subs(EPS, eps)
-    for name, definition in layer.facts().abbreviations.items():
-        env[name] = evaluate(definition, env, sem)
+    env[layer.var(Kind.NORMALIZED_GRAD)] = evaluate(derive_normalization(layer).ghat, env, sem)
     ours = {
         v: np.array(evaluate(s.expr, env, sem), dtype=float)
         for v, s in derive_normalization(layer).compact.items()
@@ -350,8 +353,8 @@ def test_compact_form_matches_torch(layer):
         y = torch.nn.functional.layer_norm(tx, (n,), tg, tb, eps)
     else:
         y = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True, eps=eps)
-    assert np.allclose(np.array(env[layer.y], dtype=float), y.detach().numpy(), atol=1e-12)
+    assert np.allclose(np.array(env[layer.output], dtype=float), y.detach().numpy(), atol=1e-12)
     (y * torch.tensor(g)).sum().backward()
-    assert np.allclose(ours[layer.x], tx.grad.numpy(), atol=1e-10)
+    assert np.allclose(ours[layer.input], tx.grad.numpy(), atol=1e-10)
     assert np.allclose(ours[layer.gamma][0], tg.grad.numpy(), atol=1e-10)
     assert np.allclose(ours[layer.beta][0], tb.grad.numpy(), atol=1e-10)

@@ -22,19 +22,29 @@ from ..expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
+    Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
+    assert_never,
 )
 from ..model import Network
+from ..naming import subscript
 
 
-class ArrayPrinter(NumPyPrinter):
+class ArrayPrinter(NumPyPrinter):  # type: ignore[misc]  # SymPy is untyped
     """SymPy's numpy printer with derive's conventions: the arrays' own names, exact
     rationals as decimals, minus terms last.  Each target subclasses it for its namespace."""
 
@@ -43,17 +53,17 @@ class ArrayPrinter(NumPyPrinter):
         self._names = names
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
-        return self._names.get(expr) or super()._print_Symbol(expr)
+        return self._names.get(expr) or str(super()._print_Symbol(expr))
 
     def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
-        return self._names.get(expr) or super()._print_IndexedBase(expr)
+        return self._names.get(expr) or str(super()._print_IndexedBase(expr))
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
         """Terms with a leading minus last: ``z - lse``, not ``-lse + z``."""
         terms = self._as_ordered_terms(expr, order=order)
         ordered = [t for t in terms if not t.could_extract_minus_sign()]
         ordered += [t for t in terms if t.could_extract_minus_sign()]
-        return super()._print_Add(sp.Add(*ordered, evaluate=False), order="none")
+        return str(super()._print_Add(sp.Add(*ordered, evaluate=False), order="none"))
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         """A row entry z[k] is the whole array: numpy broadcasts over the row."""
@@ -122,11 +132,7 @@ def helper_name(act: catalog.Activation, derivative: bool = False) -> str:
 
 def code_form(act: catalog.Activation, derivative: bool) -> sp.Expr:
     """What the code evaluates for a(z), or for a'(z) (through A where found)."""
-    if not derivative:
-        return act.code_form
-    if act.derivative_from_output is not None:
-        return act.derivative_code_form
-    return catalog.stable(act.derivative)
+    return act.derivative_code_form if derivative else act.code_form
 
 
 def helper_args(act: catalog.Activation, derivative: bool) -> list[sp.Symbol]:
@@ -137,8 +143,6 @@ def helper_args(act: catalog.Activation, derivative: bool) -> list[sp.Symbol]:
 class MatrixText:
     """Prints matrix-level trees as one-line Unicode math for code comments."""
 
-    SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-
     def __init__(self, network: Network) -> None:
         self.network = network
 
@@ -147,49 +151,68 @@ class MatrixText:
             return "X"
         if v == model.a(self.network.depth):
             return "Ŷ"
-        name = {"delta": "δ"}.get(v.kind, v.kind)
-        return name if v.layer is None else name + str(v.layer).translate(self.SUB)
+        name = "δ" if v.kind is Kind.DELTA else v.kind.value
+        return name if v.layer is None else name + subscript(v.layer)
 
     def __call__(self, e: Expr) -> str:
-        if isinstance(e, Var):
-            return self.var(e)
-        if isinstance(e, MatMul):
-            return f"{self._operand(e.left)} {self._operand(e.right)}"
-        if isinstance(e, Add):
-            return f"{self(e.left)} + {self(e.right)}"
-        if isinstance(e, Hadamard):
-            return f"{self._operand(e.left)} ⊙ {self._operand(e.right)}"
-        if isinstance(e, Transpose):
-            return f"{self._operand(e.arg)}ᵀ"
-        if isinstance(e, SumRows):
-            return f"1ᵀ {self._operand(e.arg)}"
-        if isinstance(e, Activate):
-            return f"a({self(e.arg)})"
-        if isinstance(e, ActivateDeriv):
-            return f"a'({self(e.arg)})"
-        if isinstance(e, LossGrad):
-            if self.network.fused:  # the derived fused gradient, e.g. Ŷ - Y
-                loss, hat, y = self.network.loss, sp.Symbol("Ŷ"), sp.Symbol("Y")
-                names = {catalog.A: hat, catalog.T[catalog.k]: y, catalog.target: y}
-                terms = sp.Add.make_args(loss.gradient_from_output.subs(names))
-                ordered = sorted(terms, key=lambda t: t.could_extract_minus_sign())
-                return f"∂L/∂{self(e.pred)} = {sp.sstr(sp.Add(*ordered, evaluate=False), order='none')}"
-            return "∂L/∂Ŷ"
-        if isinstance(e, Loss):
-            return f"L({self(e.pred)}, {self(e.target)})"
-        if isinstance(e, PenaltyGrad):
-            return f"λ {self._operand(e.arg)}"
-        if isinstance(e, Penalty):
-            return f"λ/2 ‖{self(e.arg)}‖²"
-        raise TypeError(f"cannot print {type(e).__name__}")
+        match e:
+            case Var():
+                return self.var(e)
+            case MatMul(left, right):
+                return f"{self._operand(left)} {self._operand(right)}"
+            case Add(left, right):
+                return f"{self(left)} + {self(right)}"
+            case Hadamard(left, right):
+                return f"{self._operand(left)} ⊙ {self._operand(right)}"
+            case Transpose(arg):
+                return f"{self._operand(arg)}ᵀ"
+            case SumRows(arg):
+                return f"1ᵀ {self._operand(arg)}"
+            case Activate(_, arg):
+                return f"a({self(arg)})"
+            case ActivateDeriv(_, arg):
+                return f"a'({self(arg)})"
+            case LossGrad(pred, _):
+                if self.network.loss.gradient_from_output is not None:  # fused, e.g. Ŷ - Y
+                    return f"∂L/∂{self(pred)} = {self._fused_gradient()}"
+                return "∂L/∂Ŷ"
+            case Loss(pred, target):
+                return f"L({self(pred)}, {self(target)})"
+            case PenaltyGrad(arg):
+                return f"λ {self._operand(arg)}"
+            case Penalty(arg):
+                return f"λ/2 ‖{self(arg)}‖²"
+            case Sub(left, right):
+                return f"{self(left)} - {self._operand(right)}"
+            case Scale(arg, factor):
+                return f"{factor} {self._operand(arg)}"
+            case SumCols(arg):
+                return f"{self._operand(arg)} 1"
+            case Mean(arg, axis, count):
+                return f"mean over the {axis.value} ({count}) of {self._operand(arg)}"
+            case Spread(arg):
+                return self(arg)
+            case Power(arg, exponent):
+                return f"{self._operand(arg)}^{exponent}"
+            case InvSqrt(arg, eps):
+                return f"1/√({self(arg)} + {eps})"
+            case _:
+                assert_never(e)
+
+    def _fused_gradient(self) -> str:
+        """The derived fused gradient through Ŷ, as text (Ŷ - Y)."""
+        gradient = self.network.loss.gradient_from_output
+        assert gradient is not None
+        hat, y = sp.Symbol("Ŷ"), sp.Symbol("Y")
+        names = {catalog.A: hat, catalog.T[catalog.k]: y, catalog.target: y}
+        terms = sp.Add.make_args(gradient.subs(names))
+        ordered = sorted(terms, key=lambda t: t.could_extract_minus_sign())
+        return str(sp.sstr(sp.Add(*ordered, evaluate=False), order="none"))
 
     def _operand(self, e: Expr) -> str:
         text = self(e)
-        return (
-            text
-            if isinstance(e, (Var, Activate, ActivateDeriv, LossGrad, Transpose))
-            else f"({text})"
-        )
+        atomic = isinstance(e, (Var, Activate, ActivateDeriv, LossGrad, Transpose))
+        return text if atomic else f"({text})"
 
 
 class MatrixCode:
@@ -226,48 +249,59 @@ class MatrixCode:
         return f"{name}({', '.join([*self.HELPER_FIRST, *args])})"
 
     def __call__(self, e: Expr) -> str:
-        if isinstance(e, Var):
-            return code_name(e)
-        if isinstance(e, MatMul):
-            return f"{self._operand(e.left)} @ {self._operand(e.right)}"
-        if isinstance(e, Add):
-            return f"{self(e.left)} + {self(e.right)}"
-        if isinstance(e, Hadamard):
-            if self(e.right) == "1":  # a'(z) = 1: the identity activation
-                return self(e.left)
-            return f"{self._operand(e.left)} * {self._operand(e.right)}"
-        if isinstance(e, Transpose):
-            return f"{self._operand(e.arg)}.T"
-        if isinstance(e, SumRows):
-            return self.sum_rows(e)
-        if isinstance(e, Activate):
-            act = self.network.activation(e.layer)
-            if not self.inline(act, derivative=False):
-                return self._call(helper_name(act), [self(e.arg)])  # a helper reads z only
-            return self.scalar(
-                act.code_form, {catalog.z: self(e.arg), catalog.Z: self._operand(e.arg)}
-            )
-        if isinstance(e, ActivateDeriv):
-            act = self.network.activation(e.layer)
-            if act.derivative_from_output is not None and not (
-                isinstance(e.arg, Var) and e.arg.kind == "z"
-            ):
-                raise ValueError("a'(z) through A needs z to be a stored z_l")
-            names = {catalog.z: self(e.arg)}
-            if act.derivative_from_output is not None:
-                names[catalog.A] = code_name(model.a(e.arg.layer))
-            if not self.inline(act, derivative=True):
-                args = [names[s] for s in helper_args(act, derivative=True)]
-                return self._call(helper_name(act, derivative=True), args)
-            return self.scalar(code_form(act, derivative=True), names)
-        if isinstance(e, LossGrad):
-            loss = self.network.loss
-            if loss.gradient_from_output is not None:  # fused: through Ŷ = link(z_L)
-                return self.scalar(loss.gradient_from_output, self._loss_names(e))
-            return self.scalar(loss.gradient, self._loss_names(e))
-        if isinstance(e, Loss):
-            return self.total(self.scalar(self.network.loss.code_form, self._loss_names(e)))
-        raise TypeError(f"cannot emit {type(e).__name__}")
+        match e:
+            case Var():
+                return code_name(e)
+            case MatMul(left, right):
+                return f"{self._operand(left)} @ {self._operand(right)}"
+            case Add(left, right):
+                return f"{self(left)} + {self(right)}"
+            case Hadamard(left, right):
+                if self(right) == "1":  # a'(z) = 1: the identity activation
+                    return self(left)
+                return f"{self._operand(left)} * {self._operand(right)}"
+            case Transpose(arg):
+                return f"{self._operand(arg)}.T"
+            case SumRows():
+                return self.sum_rows(e)
+            case Activate(layer, arg):
+                act = self.network.activation(layer)
+                if not self.inline(act, derivative=False):
+                    return self._call(helper_name(act), [self(arg)])  # a helper reads z only
+                return self.scalar(
+                    act.code_form, {catalog.z: self(arg), catalog.Z: self._operand(arg)}
+                )
+            case ActivateDeriv(layer, arg):
+                return self._derivative(layer, arg)
+            case LossGrad():
+                loss = self.network.loss
+                if loss.gradient_from_output is not None:  # fused: through Ŷ = link(z_L)
+                    return self.scalar(loss.gradient_from_output, self._loss_names(e))
+                return self.scalar(loss.gradient, self._loss_names(e))
+            case Loss():
+                return self.total(self.scalar(self.network.loss.code_form, self._loss_names(e)))
+            case Penalty() | PenaltyGrad():
+                # the generated code adds the penalty apart, scaled by the run-time λ
+                raise ValueError(f"{type(e).__name__} is emitted by the planner's penalty groups")
+            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+                raise ValueError(f"{type(e).__name__}: the normalizations are not emitted yet")
+            case _:
+                assert_never(e)
+
+    def _derivative(self, layer: int, arg: Expr) -> str:
+        """a'(z_l), from the stored z_l, or through A = a_l when the catalog found that form."""
+        act = self.network.activation(layer)
+        names = {catalog.z: self(arg)}
+        if act.derivative_from_output is not None:
+            match arg:
+                case Var(Kind.Z, int(index)):
+                    names[catalog.A] = code_name(model.a(index))
+                case _:
+                    raise ValueError("a'(z) through A needs z to be a stored z_l")
+        if not self.inline(act, derivative=True):
+            args = [names[s] for s in helper_args(act, derivative=True)]
+            return self._call(helper_name(act, derivative=True), args)
+        return self.scalar(code_form(act, derivative=True), names)
 
     def _loss_names(self, e: Loss | LossGrad) -> dict[sp.Symbol, str]:
         names = {
@@ -302,7 +336,7 @@ LINE_LENGTH = 100
 
 def tuple_literal(items: list[str], prefix: str, brackets: str = "()", indent: str = "") -> str:
     """A tuple (or list) literal laid out as ``ruff format`` lays it out after ``prefix``."""
-    opening, closing = brackets
+    opening, closing = brackets[0], brackets[1]
     lone_comma = "," if len(items) == 1 and brackets == "()" else ""
     inline = opening + ", ".join(items) + lone_comma + closing
     if len(indent) + len(prefix) + len(inline) <= LINE_LENGTH:

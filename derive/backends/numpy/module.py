@@ -152,7 +152,7 @@ def _fast_fields(derivation: Derivation) -> dict[str, object]:
     network = derivation.network
     plan = planner.plan(derivation, NumpyCode(network), MatrixText(network))
     constants = [name for value in plan.constants if (name := planner.constant_name(value))]
-    names = ["ones", *(name for name, _ in plan.buffers), *constants]
+    names = [planner.ONES, *(name for name, _ in plan.buffers), *constants]
     widths = [str(width) for _, width in plan.buffers]
     layers = range(1, network.depth + 1)
     return {

@@ -27,6 +27,7 @@ import sympy as sp
 from ... import catalog, model, penalty
 from ...derivation import Derivation
 from ...expr import (
+    Activate,
     ActivateDeriv,
     Add,
     Expr,
@@ -39,10 +40,15 @@ from ...expr import (
     Var,
 )
 from ...model import Network
+from ...naming import subscript
 from ..python_source import code_name, formatted
 from .printer import scalar_code
 
 Printer = Callable[[Expr], str]
+
+ONES = "ones"
+"""The workspace's first array, a (1, m) row of ones (``runtime._take_workspace`` makes it
+first; ``module`` unpacks it first): 1ᵀ δ_l is ``np.dot(ones, δ_l)``."""
 
 UFUNCS = {
     sp.tanh: "tanh",
@@ -332,38 +338,42 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
         buffers.append((f"delta{layer}", width))
     reduced: set[int] = set()  # layers whose row-wise reduction sits in g_l
     for step in network.steps():
-        if step.target == model.LOSS:
+        if step.layer is None:  # the loss: its own groups below
             continue
-        layer = step.target.layer
+        layer = step.layer
         comment = f"f{step.index} = {text(step.target)} = {text(step.expr)}"
-        if step.target.kind == "z":
-            buf = f"a{layer}" if in_place[layer] else f"z{layer}"
-            prev = code_name(model.a(layer - 1))
-            statements = (
-                f"np.dot({prev}, W{layer}, {buf})",
-                "if m == 1:",
-                f"    np.add({buf}, b{layer}, {buf})",
-                "else:",
-                f"    np.copyto(g{layer}, b{layer})",
-                f"    np.add({buf}, g{layer}, {buf})",
-            )
-            forward.append(Group(comment, statements))
-        else:
-            source = f"a{layer}" if in_place[layer] else f"z{layer}"
-            code = _activation_code(network, layer, source, f"a{layer}")
-            # a row-wise a(z_l) (softmax) on a fused output: g_L is free (δ_L = Ŷ − Y)
-            if code is None and network.fused and layer == depth:
-                rows = Rows(f"lse{layer}", f"g{layer}")
-                code = _activation_code(network, layer, source, f"a{layer}", rows)
-                if code is not None:
-                    buffers.append((f"lse{layer}", 1))
-                    reduced.add(layer)
-            if code is None:
-                code = [f"a{layer}[...] = {printer(step.expr)}"]
-            forward.append(Group(comment, tuple(code)))
+        match step.expr:
+            case Add(MatMul(Var() as below, Var() as weights), Var() as bias):  # z_l
+                buf = f"a{layer}" if in_place[layer] else f"z{layer}"
+                prev, w, b = code_name(below), code_name(weights), code_name(bias)
+                statements = (
+                    f"np.dot({prev}, {w}, {buf})",
+                    "if m == 1:",
+                    f"    np.add({buf}, {b}, {buf})",
+                    "else:",
+                    f"    np.copyto(g{layer}, {b})",
+                    f"    np.add({buf}, g{layer}, {buf})",
+                )
+                forward.append(Group(comment, statements))
+            case Activate():  # a_l = σ(z_l)
+                source = f"a{layer}" if in_place[layer] else f"z{layer}"
+                code = _activation_code(network, layer, source, f"a{layer}")
+                # a row-wise a(z_l) (softmax) on a fused output: g_L is free (δ_L = Ŷ − Y)
+                if code is None and network.fused and layer == depth:
+                    rows = Rows(f"lse{layer}", f"g{layer}")
+                    code = _activation_code(network, layer, source, f"a{layer}", rows)
+                    if code is not None:
+                        buffers.append((f"lse{layer}", 1))
+                        reduced.add(layer)
+                if code is None:
+                    code = [f"a{layer}[...] = {printer(step.expr)}"]
+                forward.append(Group(comment, tuple(code)))
+            case _:
+                raise ValueError(f"no in-place plan for the step {text(step.target)}")
     loss_groups, residual = _loss(network, printer, depth in reduced)
     backward: list[Group] = []
-    for layer in range(depth, 0, -1):
+    for owner in reversed(network.layers):
+        layer = owner.index
         d = model.delta(layer)
         backward.append(
             Group(
@@ -371,19 +381,26 @@ def plan(derivation: Derivation, printer: Printer, text: Printer) -> Plan:
                 tuple(_delta(derivation, layer, in_place, residual, printer)),
             )
         )
-        for param in (model.W(layer), model.b(layer)):
+        for param in owner.parameters():
             grad = derivation.gradients[param]
             target = f"d{code_name(param)}"
             comment = f"∂L/∂{text(param)} = {text(grad)}"
             data = _data_part(grad)
-            if data is not grad:
+            if isinstance(grad, Add) and data is not grad:
                 comment += f" ({text(grad.right)} is added below when λ > 0)"
             if isinstance(grad, SumRows):
-                comment += f" (= δ{_sub(layer)} itself when m = 1)"
+                comment += f" (= δ{subscript(layer)} itself when m = 1)"
             backward.append(Group(comment, (_product(data, target, printer),)))
     groups = [_laid_out(forward), _laid_out(loss_groups), _laid_out(backward)]
     constants = constants_in([s for part in groups for g in part for s in g.statements])
-    return Plan(tuple(buffers), tuple(constants), *groups, _penalty(derivation, text))
+    return Plan(
+        tuple(buffers),
+        tuple(constants),
+        forward=groups[0],
+        loss=groups[1],
+        backward=groups[2],
+        penalty=_penalty(derivation, text),
+    )
 
 
 def penalty_half() -> str:
@@ -396,8 +413,9 @@ def penalty_half() -> str:
 
 def _data_part(grad: Expr) -> Expr:
     """a_{l-1}ᵀ δ_l of a_{l-1}ᵀ δ_l + λ W_l (the penalty's part is emitted apart); else ``grad``."""
-    if isinstance(grad, Add) and isinstance(grad.right, PenaltyGrad):
-        return grad.left
+    match grad:
+        case Add(data, PenaltyGrad()):
+            return data
     return grad
 
 
@@ -487,7 +505,7 @@ def _loss(
         except Unsupported:
             return [Group(f"L = {loss.name} loss", (f"value = {value_code}",))], None
         statements = (*entries, f"value = float(np.add.reduce(delta{depth}, None))")
-        comment = f"L = {loss.name} loss, summed from its entries (left in δ{_sub(depth)})"
+        comment = f"L = {loss.name} loss, summed from its entries (left in δ{subscript(depth)})"
         return [Group(comment, statements)], None
     r = catalog.pred - catalog.target
     full = sp.expand(loss.scale * loss.entry)
@@ -504,7 +522,7 @@ def _loss(
         f"value = float(np.vdot(delta{depth}, delta{depth})){scale}",
     )
     return [
-        Group(f"L = {loss.name} loss, from r = Ŷ − Y (kept in δ{_sub(depth)})", statements)
+        Group(f"L = {loss.name} loss, from r = Ŷ − Y (kept in δ{subscript(depth)})", statements)
     ], c_grad
 
 
@@ -513,11 +531,6 @@ def printer_scalar(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     if expr.is_Number:
         return _number(expr)
     return scalar_code(expr, names)
-
-
-def _sub(n: int) -> str:
-    """Subscript digits, as the comments write layer indices."""
-    return str(n).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
 
 def _delta(
@@ -567,17 +580,13 @@ def _delta(
         factor = as_array(residual) if residual.is_Number else printer_scalar(residual, names)
         scale = [] if residual == 1 else [f"np.multiply({buf}, {factor}, {buf})"]
         return [*deriv, *scale, f"np.multiply({buf}, {g}, {buf})"]
-    if (
-        isinstance(left, MatMul)
-        and isinstance(left.left, Var)
-        and isinstance(left.right, Transpose)
-    ):
-        w = left.right.arg
-        return [
-            f"np.dot({code_name(left.left)}, {code_name(w)}.T, {buf})",
-            *deriv,
-            f"np.multiply({buf}, {g}, {buf})",
-        ]
+    match left:
+        case MatMul(Var() as above, Transpose(Var() as w)):
+            return [
+                f"np.dot({code_name(above)}, {code_name(w)}.T, {buf})",
+                *deriv,
+                f"np.multiply({buf}, {g}, {buf})",
+            ]
     return fallback
 
 
@@ -589,18 +598,12 @@ def _product(grad: Expr, target: str, printer: Printer) -> str:
     by ``np.positive``, a ufunc that, like ``np.dot``, writes into ``target``
     or makes a new array.
     """
-    if (
-        isinstance(grad, MatMul)
-        and isinstance(grad.left, Transpose)
-        and isinstance(grad.left.arg, Var)
-    ):
-        if isinstance(grad.right, Var):
-            left, right = code_name(grad.left.arg), code_name(grad.right)
-            return f"{target} = np.dot({left}.T, {right}, {target})"
-    if isinstance(grad, SumRows) and isinstance(grad.arg, Var):
-        delta = code_name(grad.arg)
-        return (
-            f"{target} = np.positive({delta}, {target}) if m == 1 "
-            f"else np.dot(ones, {delta}, {target})"
-        )
+    match grad:
+        case MatMul(Transpose(Var() as below), Var() as delta):
+            return f"{target} = np.dot({code_name(below)}.T, {code_name(delta)}, {target})"
+        case SumRows(Var() as delta):
+            return (
+                f"{target} = np.positive({code_name(delta)}, {target}) if m == 1 "
+                f"else np.dot({ONES}, {code_name(delta)}, {target})"
+            )
     return f"{target} = np.positive({printer(grad)}, {target})"
