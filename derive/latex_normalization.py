@@ -148,8 +148,9 @@ def document(layers: list[Normalization]) -> str:
         "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
         "\\usepackage[margin=2cm]{geometry}\n\\allowdisplaybreaks\n"
         "\\begin{document}\n"
-        r"Notation: $\odot$ is the entrywise product; $\mathbf{1}_m^{\top} M$ sums the rows of "
-        r"$M$, $M \mathbf{1}_n$ its columns; a row (column) next to an $m \times n$ matrix is "
+        r"Notation: $\odot$ is the entrywise product; $\mathbf{1}^{\top} M$ sums the rows of "
+        r"$M$ and $M \mathbf{1}$ its columns ($\mathbf{1}$ a column of ones); a row (column) "
+        r"next to an $m \times n$ matrix is "
         "repeated down the batch (across the features).\n"
         + "".join(equations(layer) for layer in layers)
         + "\\end{document}\n"
