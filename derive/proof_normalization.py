@@ -146,7 +146,8 @@ def check_normalization(
         f"y = x̂ ⊙ γ + β normalized over {statistic}, any upstream G = ∂L/∂y: the compact "
         "dx, dγ, dβ equal SymPy's diff of Σ G ⊙ y and the chain rule's raw output",
         f"exact: SymPy diff of an independent forward, m={m}, n={n}, entries and ε > 0 "
-        "symbols; each √(v + ε) a positive atom t, reduced modulo t² = v + ε",
+        "symbols; each √(v + ε) a positive atom t, reduced modulo t² = v + ε (ε > 0 keeps "
+        "s finite where v = 0, a constant row or column)",
         not problems,
         time.perf_counter() - start,
         "; ".join(problems),
