@@ -325,6 +325,16 @@ class _Normalization:
     width: int
     axis: ClassVar[Axis]
 
+    def __post_init__(self) -> None:
+        if self.index < 1:
+            raise ValueError(f"a {self.name} layer needs an index of at least 1, got {self.index}")
+        if self.width < 1 or (self.axis is Axis.FEATURES and self.width < 2):
+            least = 2 if self.axis is Axis.FEATURES else 1
+            raise ValueError(
+                f"a {self.name} layer needs a width of at least {least}, got {self.width}"
+                + (" (one feature normalizes to 0: y = β)" if self.width == 1 else "")
+            )
+
     @property
     def input(self) -> Var:
         return a(self.index - 1)
