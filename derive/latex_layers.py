@@ -15,12 +15,13 @@ import sympy as sp
 from . import latex, model
 from .check import Check, Status
 from .derivation import Derivation, backward
-from .expr import Expr, Kind, Loss, Var, rebuild, substitute
+from .expr import Expr, Kind, Loss, Scale, Var, rebuild, substitute
 from .latex import LOSS, MatrixLatex, escape
 from .layers import AnyLayer, BatchNorm, Dense, Dropout, LayerNorm, Residual, abar
 from .model import Network, kind_name
 from .proof_layers import block_chain, block_claims, sample_block
 from .shapes import Shape, shape
+from .spec import decimal_text
 from .version import __version__
 
 FULL_DEPTH = 8
@@ -113,7 +114,7 @@ def _shape_text(value: Shape) -> str:
 
 def layer_table(network: Network) -> str:
     """Each layer's kind, width and steps, with the shape of what each step defines."""
-    pr = MatrixLatex(network)
+    pr = RatePrinter(network)
     shapes = _leaves(network)
     rows: list[str] = []
     shown = _shown(network)
@@ -131,7 +132,7 @@ def layer_table(network: Network) -> str:
             )
             first = False
     rates = [
-        rf"$p_{{{x.index}}} = {escape(str(sp.nsimplify(x.rate)))}$"
+        rf"$p_{{{x.index}}} = {decimal_text(x.rate)}$"
         for x in network.layers
         if isinstance(x, Dropout)
     ]
@@ -173,6 +174,29 @@ def layer_table(network: Network) -> str:
         + rf"and ${LOSS} = {pr(network.steps()[-1].expr)}$ with $\hat{{Y}} = a_{{{network.depth}}}$."
         + "\n"
     )
+
+
+class RatePrinter(MatrixLatex):
+    """``MatrixLatex`` that writes a dropout layer's scale as 1/(1 - p_l), not its value."""
+
+    def __call__(self, e: Expr) -> str:
+        return super().__call__(_with_rates(e, self.network))
+
+
+def _with_rates(e: Expr, network: Network) -> Expr:
+    """``e`` with each dropout's 1/(1 - rate) next to its mask written in the symbol p_l."""
+    if isinstance(e, Scale):
+        for layer in network.layers:
+            if isinstance(layer, Dropout) and e.factor == layer.scale and _reads(e, layer.mask):
+                rate = sp.Symbol(f"p_{{{layer.index}}}")
+                return Scale(_with_rates(e.arg, network), 1 / (1 - rate))
+    if isinstance(e, Var):
+        return e
+    return rebuild(e, tuple(_with_rates(child, network) for child in e.children()))
+
+
+def _reads(e: Expr, var: Var) -> bool:
+    return e == var or any(_reads(child, var) for child in e.children())
 
 
 def _shown(network: Network) -> set[int]:
@@ -312,7 +336,7 @@ def network_identities(derivation: Derivation) -> str:
     from .normalization import BATCH_NORM, LAYER_NORM, derive_normalization
 
     network = derivation.network
-    pr = MatrixLatex(network)
+    pr = RatePrinter(network)
     named = derivation.definitions()
     top = network.layers[-1]
     loss = network.steps()[-1]
