@@ -334,3 +334,12 @@ def test_the_graph_draws_skip_connections_and_each_kind():
 @pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot")
 def test_the_mixed_graph_renders():
     assert graph.render(graph.dot(spec.network("5,4,4+res,ln,3")), "svg").startswith(b"<?xml")
+
+
+def test_the_cli_prints_a_mixed_derivation_with_latex(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(capsys, "--layers", "4,3,3+res,drop:0.5,2", "--latex")
+    assert result.returncode == 0, result.stderr
+    assert "\\subsection*{Residual block}" in result.stdout
+    assert r"\frac{a_{2} \odot M_{3}}{1 - p_{3}}" in result.stdout
+    assert list(tmp_path.iterdir()) == []
