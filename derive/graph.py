@@ -34,6 +34,7 @@ from .expr import (
 from .layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
 from .model import Network, X, a, kind_name, z
 from .naming import layers_text, subscript
+from .spec import decimal_text
 from .tools import need
 
 FORMATS = ("dot", "svg", "png", "pdf")
@@ -233,9 +234,13 @@ def mixed_dot(network: Network, title: str = "", header: str = "") -> str:
         )
         for step in layer.steps():
             k = f[step.target]
+            formula = _text(step.expr, network)
+            if isinstance(layer, Dropout):  # the scale as the layer defines it, not its value
+                keep = f"1 − {decimal_text(layer.rate)}"
+                formula = f"{_name(layer.input)} ⊙ {_name(layer.mask)} / ({keep})"
             lines.append(
                 f"    f{k} [{OPERATION}, label="
-                f"{_q(f'f{subscript(k)} = {_name(step.target)}{chr(10)}{_text(step.expr, network)}')}];"
+                f"{_q(f'f{subscript(k)} = {_name(step.target)}{chr(10)}{formula}')}];"
             )
         lines.append("  }")
         first = layer.steps()[0].target
@@ -253,7 +258,9 @@ def mixed_dot(network: Network, title: str = "", header: str = "") -> str:
                     grad = f"∂L/∂{_name(var)}"
                     lines.append(f'  {target} -> {var.name} [label="{grad}", {BACKWARD}];')
                 elif isinstance(layer, Dropout) and var == layer.mask:
-                    label = f"{_name(var)}{chr(10)}m × {width}, 0/1, rate {layer.rate}"
+                    label = (
+                        f"{_name(var)}{chr(10)}m × {width}, 0/1, rate {decimal_text(layer.rate)}"
+                    )
                     lines.append(f"  {var.name} [{DATA}, label={_q(label)}];")
                     lines.append(f"  {var.name} -> {target};")
                 elif var in node:
