@@ -240,6 +240,10 @@ def derive(
 ) -> Derived:
     """Derive and prove backpropagation for a network; see the module docstring.
 
+    ``layers`` is the input width then one item per layer, as a list or as ``--layers``
+    text: a width (dense), ``"N+res"``, ``"N+proj"``, ``"ln"``, ``"bn"`` or ``"drop:P"``
+    (README, "Layer kinds"); e.g. ``derive([784, 256, "256+res", "ln", 10])``.
+
     ``l2=True`` adds the penalty λ/2 Σ_l ‖W_l‖_F² to the loss (as ``--l2``).
     """
     if not isinstance(loss, str):
