@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import files, naming, proof, spec
+from . import emittable, files, naming, proof, spec, verification
 from . import graph as graph_module
 from .backends.numpy import module as numpy_module
 from .check import Check
@@ -134,9 +134,9 @@ class Derived:
 
     def latex(self) -> str:
         """The LaTeX document body (sections, text and math)."""
-        from . import latex
+        from . import latex_layers
 
-        return latex.document_body(self.derivation, self.proof_checks)
+        return latex_layers.document_body(self.derivation, self.proof_checks)
 
     @property
     def command(self) -> str:
@@ -145,9 +145,9 @@ class Derived:
 
     def document(self) -> str:
         """The standalone LaTeX document (compiles with pdflatex)."""
-        from . import latex
+        from . import latex_layers
 
-        return latex.document(self.derivation, self.proof_checks, self.command)
+        return latex_layers.document(self.derivation, self.proof_checks, self.command)
 
     def pdf(self) -> bytes:
         """The document compiled by pdflatex (``tools.ToolMissing`` when it is not installed)."""
@@ -201,6 +201,9 @@ class Derived:
     def source(self) -> str:
         """The generated module's code."""
         self._require_proof("the module")
+        refused = emittable.refusal(self.network, "numpy")
+        if refused is not None:
+            raise spec.SpecError(refused)
         if self._source is None:
             self._source = numpy_module.render(self.derivation, self.name)
         return self._source
@@ -227,7 +230,7 @@ class Derived:
 
 
 def derive(
-    layers: str | Sequence[int],
+    layers: str | Sequence[int | str],
     activation: str | Sequence[str] = "tanh",
     loss: str = "l2",
     *,
@@ -236,6 +239,10 @@ def derive(
     end_to_end_depth: int = proof.END_TO_END_DEPTH,
 ) -> Derived:
     """Derive and prove backpropagation for a network; see the module docstring.
+
+    ``layers`` is the input width then one item per layer, as a list or as ``--layers``
+    text: a width (dense), ``"N+res"``, ``"N+proj"``, ``"ln"``, ``"bn"`` or ``"drop:P"``
+    (README, "Layer kinds"); e.g. ``derive([784, 256, "256+res", "ln", 10])``.
 
     ``l2=True`` adds the penalty λ/2 Σ_l ‖W_l‖_F² to the loss (as ``--l2``).
     """
@@ -249,7 +256,7 @@ def derive(
     network = spec.network(_text(layers, "layers"), _text(activation, "activation"), loss, l2)
     name = spec.check_module_name(naming.default_module_name(network) if name is None else name)
     derivation = derive_identities(network)
-    checks = proof.verify(derivation, end_to_end_depth=end_to_end_depth)
+    checks = verification.verify(derivation, end_to_end_depth=end_to_end_depth)
     return Derived(network, name, derivation, checks)
 
 

@@ -19,6 +19,7 @@ from . import (
     backends,
     catalog,
     defaults,
+    emittable,
     extra_outputs,
     files,
     naming,
@@ -26,6 +27,7 @@ from . import (
     report,
     seedcheck,
     spec,
+    verification,
 )
 from .derivation import derive
 from .files import Refused
@@ -243,6 +245,9 @@ def run(argv: list[str] | None) -> int:
     command = naming.spec_command(network)
     backend = target(args.target)
     outputs: list[files.Output] = []
+    refused = emittable.refusal(network, args.target)
+    if refused is not None and not args.latex:
+        raise UsageError(f"--layers {args.layers}: {refused}")
     if not args.latex:
         outputs.append(
             files.Output(
@@ -268,13 +273,13 @@ def run(argv: list[str] | None) -> int:
             )
 
     derivation = derive(network)
-    checks = proof.verify(derivation, end_to_end_depth=args.end_to_end_depth)
+    checks = verification.verify(derivation, end_to_end_depth=args.end_to_end_depth)
     failed = [c for c in checks if not c.ok]
 
     if args.latex:
-        from . import latex  # imported here: code generation alone never needs it
+        from . import latex_layers  # imported here: code generation alone never needs it
 
-        sys.stdout.write(latex.document_body(derivation, checks))
+        sys.stdout.write(latex_layers.document_body(derivation, checks))
         return 1 if failed else 0
 
     print(report.title(network))

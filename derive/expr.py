@@ -48,6 +48,13 @@ class Kind(Enum):
     NORMALIZED_GRAD = "ghat"  # ĝ_l = ∂L/∂x̂_l, the normalization's named adjoint
     GAMMA = "gamma"  # γ_l, the learned scale row
     BETA = "beta"  # β_l, the learned shift row
+    # a residual block l and a dropout layer l (issue 14)
+    HIDDEN = "h"  # h_l = σ(z_l), the residual branch before the skip add
+    OUTPUT_GRAD = (
+        "abar"  # ā_l = ∂L/∂a_l, a residual, normalization or dropout output's named adjoint
+    )
+    PROJ = "proj"  # P_l, a residual block's learned projection n_{l-1} x n_l ("P" is the penalty)
+    MASK = "M"  # M_l, a dropout layer's 0/1 mask: an input of the network, given in proofs
 
 
 class IRNode:

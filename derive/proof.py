@@ -636,6 +636,10 @@ def _sum_of_shards(network: Network) -> Check:
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
+    if not network.dense:
+        raise ValueError(
+            "proof.verify proves dense networks; verification.verify proves every layer kind"
+        )
 
     checks = [
         check_output_lemma(network),
