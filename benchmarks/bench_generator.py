@@ -13,6 +13,8 @@ and the ratios the performance issue sets targets for:
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,15 +25,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wall(cmd: list[str], cwd: Path) -> float:
+def wall(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the child's) of one run of ``cmd``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, cpu
+
+
+def busy_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores from /proc/stat (steal counts as busy)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        type=Path,
+        help="also run 'python -m derive --layers 20,50,10' from this source tree (e.g. an "
+        "older commit's, from git worktree or git archive), interleaved with the rest",
+    )
     args = parser.parse_args(argv)
     py = sys.executable
     depth30 = ",".join(["20"] * 31)
@@ -45,22 +66,62 @@ def main(argv: list[str] | None = None) -> int:
             "import sympy": ([py, "-c", "import sympy"], out),
             "derive 20,50,10": ([*derive, "20,50,10"], ROOT),
             "derive depth 30": ([*derive, depth30], ROOT),
+            **(
+                {"baseline derive 20,50,10": ([*derive, "20,50,10"], args.baseline.resolve())}
+                if args.baseline
+                else {}
+            ),
             "import numpy": ([py, "-c", "import numpy"], out),
             "import mlp_20_50_10": ([py, "-c", "import mlp_20_50_10"], out),
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
+        load_start = os.getloadavg()[0]
+        busy0, total0 = busy_jiffies()
+        ours0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         for _ in range(args.repeat):
             for name, (cmd, cwd) in commands.items():
-                times[name].append(wall(cmd, cwd))
+                seconds, cpu = wall(cmd, cwd)
+                times[name].append(seconds)
+                cpus[name].append(cpu)
+        busy1, total1 = busy_jiffies()
+        ours1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = ours1.ru_utime - ours0.ru_utime + ours1.ru_stime - ours0.ru_stime
+    ticks = os.sysconf("SC_CLK_TCK")
+    cores = os.cpu_count() or 1
+    # cores other processes kept busy: all busy time minus our children's, over the wall time
+    foreign = ((busy1 - busy0) / ticks - ours) / ((total1 - total0) / ticks / cores)
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, median of {args.repeat} runs")
-    print("| command | median s |")
-    print("|---|---|")
+    cpu_med = {name: statistics.median(ts) for name, ts in cpus.items()}
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, median of {args.repeat} "
+        f"interleaved runs; load average {load_start:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end; other processes kept {foreign:.2f} of {cores} "
+        "cores busy"
+    )
+    print("| command | median wall s | median CPU s |")
+    print("|---|---|---|")
     for name, value in med.items():
-        print(f"| {name} | {value:.3f} |")
+        print(f"| {name} | {value:.3f} | {cpu_med[name]:.3f} |")
     print()
     ratio = med["derive 20,50,10"] / med["import sympy"]
-    print(f"derive 20,50,10 / import sympy = {ratio:.2f} (target ≤ 2.5)")
+    pairs = [d / s for d, s in zip(times["derive 20,50,10"], times["import sympy"], strict=True)]
+    cpu_ratio = cpu_med["derive 20,50,10"] / cpu_med["import sympy"]
+    print(
+        f"derive 20,50,10 / import sympy = {ratio:.2f} wall (per round: "
+        f"{min(pairs):.2f}–{max(pairs):.2f}), {cpu_ratio:.2f} CPU (target ≤ 2.5)"
+    )
+    if args.baseline:
+        base = "baseline derive 20,50,10"
+        print(
+            f"baseline derive 20,50,10 / import sympy = {med[base] / med['import sympy']:.2f} "
+            f"wall, {cpu_med[base] / cpu_med['import sympy']:.2f} CPU"
+        )
+    if foreign > 0.1:
+        print(
+            f"WARNING: other processes kept {foreign:.2f} cores busy: the wall times are "
+            "not from a quiet machine (the CPU-time ratio is the fairer one)"
+        )
     print(f"derive depth 30 = {med['derive depth 30']:.2f} s (target ≤ 10)")
     module, numpy = med["import mlp_20_50_10"], med["import numpy"]
     print(f"import mlp_20_50_10 / import numpy = {module / numpy:.2f} (target ≤ 1.2)")

@@ -25,7 +25,6 @@ from . import (
     naming,
     proof,
     report,
-    seedcheck,
     spec,
     verification,
 )
@@ -229,6 +228,8 @@ def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _check_combination(args)
     if args.seed_check:
+        from . import seedcheck  # imported here: a code-generation run never needs it
+
         return seedcheck.main(as_json_output=args.json)
     if args.json:
         raise UsageError("--json goes with --seed-check")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
+from sympy.polys.domains import QQ
+from sympy.polys.rings import ring
 
 from . import catalog
 from .catalog import A, LossFunction, batch, outputs, target
@@ -156,6 +158,25 @@ class Atoms:
         return expr.func(*(self(a) for a in expr.args))
 
 
+def polynomial_is_zero(expr: sp.Expr) -> bool | None:
+    """Whether ``expr``, a polynomial in its free symbols with rational coefficients, is 0;
+    None when it is not such a polynomial (exp, log, a division, a float, a radical...).
+
+    The expression is rebuilt in SymPy's sparse polynomial ring over QQ (exact
+    arithmetic on a dict of monomials): the normal form that ``expand`` reaches,
+    so the answer is ``expand(expr) == 0``, found several times faster.
+    """
+    if expr.has(sp.Float):  # QQ would read 0.5 as 1/2: leave floats to expand
+        return None
+    symbols = tuple(expr.free_symbols)
+    if not symbols:
+        return bool(expr == 0) if expr.is_Rational else None
+    try:
+        return bool(ring(symbols, QQ)[0].from_expr(expr) == 0)
+    except ValueError:  # not a polynomial in the symbols over QQ
+        return None
+
+
 def identical(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
     """Decide lhs == rhs entrywise, for every value of every undefined function."""
     if lhs.shape != rhs.shape:
@@ -163,13 +184,73 @@ def identical(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
     atoms = Atoms()
     for i in range(lhs.rows):
         for j in range(lhs.cols):
-            difference = sp.expand(atoms(lhs[i, j]) - atoms(rhs[i, j]))
+            difference = atoms(lhs[i, j]) - atoms(rhs[i, j])
+            zero = polynomial_is_zero(difference)
+            if zero is False:
+                return False, f"entry ({i}, {j}) differs"
+            if zero:
+                continue
+            difference = sp.expand(difference)
             # exp and log of the entries (the cross-entropies) make it a rational
             # function in the exponentials, which ``cancel`` decides exactly.
             if difference != 0 and difference.has(sp.exp, sp.log):
                 difference = sp.cancel(sp.together(difference))
             if difference != 0:
                 return False, f"entry ({i}, {j}) differs"
+    return True, ""
+
+
+def identical_gradient(
+    scalar: sp.Expr, claims: list[tuple[str, sp.Matrix, sp.Matrix]]
+) -> tuple[bool, str]:
+    """Decide ∂scalar/∂θ = F_θ for every entry θ of every (name, entries, claimed) in
+    ``claims``, for every value of every undefined function, with one ``diff``.
+
+    The entries θ_k must be distinct symbols.  SymPy differentiates
+    scalar(θ + ε t) by ε once and ε is set to 0: the directional derivative
+    Σ_k t_k ∂scalar/∂θ_k, linear in fresh symbols t_k.  It equals Σ_k t_k F_k
+    identically exactly when every coefficient does, i.e. ∂scalar/∂θ_k = F_k
+    for every k: the decision of ``identical`` entry by entry, read off the
+    coefficients, while SymPy walks the scalar once instead of once per entry.
+    """
+    tangent_of: dict[sp.Symbol, tuple[str, int, int]] = {}
+    moved: dict[sp.Basic, sp.Expr] = {}
+    claimed = []
+    eps = sp.Dummy("epsilon")
+    for name, entries, value in claims:
+        if entries.shape != value.shape:
+            return False, f"{name}: shape {value.shape}, expected {entries.shape}"
+        for i in range(entries.rows):
+            for j in range(entries.cols):
+                entry = entries[i, j]
+                if not isinstance(entry, sp.Symbol) or entry in moved:
+                    raise ValueError(f"{name}: entry ({i}, {j}) is not a fresh symbol: {entry}")
+                tangent = sp.Dummy(f"t_{entry.name}")
+                tangent_of[tangent] = (name, i, j)
+                moved[entry] = entry + eps * tangent
+                claimed.append(tangent * value[i, j])
+    derivative = sp.diff(scalar.xreplace(moved), eps).xreplace({eps: 0})
+    atoms = Atoms()
+    difference = atoms(derivative) - atoms(sp.Add(*claimed))
+    if polynomial_is_zero(difference):
+        return True, ""
+    difference = sp.expand(difference)  # which entry differs, or exp and log to cancel
+    if difference == 0:
+        return True, ""
+    coefficients: dict[tuple[str, int, int], list[sp.Expr]] = {}
+    for term in sp.Add.make_args(difference):
+        tangents = [t for t in term.free_symbols if t in tangent_of]
+        if len(tangents) != 1:  # not linear in the tangents: cannot be Σ_k t_k F_k
+            return False, f"a term with {len(tangents)} tangents differs"
+        coefficients.setdefault(tangent_of[tangents[0]], []).append(term / tangents[0])
+    for key in tangent_of.values():  # in the claims' order: the first differing entry
+        entry_difference = sp.Add(*coefficients.get(key, []))
+        # exp and log (the cross-entropies): a rational function in the exponentials
+        if entry_difference != 0 and entry_difference.has(sp.exp, sp.log):
+            entry_difference = sp.cancel(sp.together(entry_difference))
+        if entry_difference != 0:
+            name, i, j = key
+            return False, f"{name}: entry ({i}, {j}) differs"
     return True, ""
 
 

@@ -13,8 +13,10 @@ entry r is in range by construction, so no Piecewise range condition is left.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
+from collections.abc import Callable, Iterable
 
 import sympy as sp
 
@@ -143,14 +145,39 @@ def _canonical(expr: sp.Expr) -> sp.Expr:
     return sp.factor_terms(rename(sp.expand(expr)))
 
 
-def _equal_any(candidates: list[sp.Expr], rhs: sp.Expr) -> bool:
+def _equal_any(candidates: Iterable[Callable[[], sp.Expr]], rhs: sp.Expr) -> bool:
     """Some candidate equals rhs: equal canonical forms, else ``simplify`` of a difference.
 
     Both tests answer True only for equal expressions; the cheap one settles
-    the usual case, so ``simplify`` runs only when it does not.
+    the usual case, so ``simplify`` runs only when it does not.  Candidates are
+    made one at a time, and none after the first that has equal canonical forms.
     """
-    differences = [sp.expand(_canonical(c) - rhs) for c in candidates]
-    return any(d == 0 for d in differences) or any(sp.simplify(d) == 0 for d in differences)
+    differences = []
+    for make in candidates:
+        difference = sp.expand(_canonical(make()) - rhs)
+        if difference == 0:
+            return True
+        differences.append(difference)
+    return any(sp.simplify(d) == 0 for d in differences)
+
+
+def _summed(
+    summand: sp.Expr,
+    order: tuple[tuple[sp.Symbol, int, sp.Expr], ...],
+    ranges: dict[sp.Expr, sp.Expr],
+) -> sp.Expr:
+    return sp.Sum(summand, *order).subs(ranges).doit()
+
+
+def _sum_orders(
+    summand: sp.Expr, indices: tuple[sp.Symbol, sp.Symbol], counts: tuple[sp.Expr, sp.Expr]
+) -> list[tuple[tuple[sp.Symbol, int, sp.Expr], ...]]:
+    """Both orders of the finite double sum, the one that sums a KroneckerDelta's index
+    innermost first (only there does SymPy collapse it)."""
+    limits = [(index, 0, count - 1) for index, count in zip(indices, counts, strict=True)]
+    orders = [tuple(limits), tuple(reversed(limits))]
+    in_deltas = {s for d in summand.atoms(sp.KroneckerDelta) for s in d.free_symbols}
+    return sorted(orders, key=lambda order: order[0][0] not in in_deltas)
 
 
 def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int = 2) -> Check:
@@ -190,9 +217,11 @@ def check_step_lemma_symbolic(claims: dict[Var, Expr] | None = None, layer: int 
             continue
         rhs = _canonical(claim.subs(ranges).doit())
         # A finite double sum may be taken in either order; KroneckerDelta
-        # collapses only when its index is summed innermost, so try both.
-        orders = [((i, 0, m - 1), (j, 0, n - 1)), ((j, 0, n - 1), (i, 0, m - 1))]
-        sums = [sp.Sum(summand, *order).subs(ranges).doit() for order in orders]
+        # collapses only when its index is summed innermost: that order first, then the other.
+        sums = (
+            functools.partial(_summed, summand, order, ranges)
+            for order in _sum_orders(summand, (i, j), (m, n))
+        )
         if not _equal_any(sums, rhs):
             problems.append(f"{var.name}: differs")
     return Check(

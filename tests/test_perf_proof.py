@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import sympy as sp
 
-from derive import model, proof, spec
+from derive import engine, model, proof, spec
 from derive.derivation import derive
 from derive.expr import ActivateDeriv, Hadamard, MatMul, SumRows, Transpose
 
@@ -68,3 +69,68 @@ def test_step_lemma_with_generic_upstream_loss_proves_the_claims():
 def test_step_lemma_rejects_a_wrong_claim(name):
     var, wrong = WRONG_STEP_CLAIMS[name]
     assert not proof.check_step_lemma({**STEP_CLAIMS, var: wrong}).ok
+
+
+# --- the one-pass gradient decision and the polynomial-ring zero test ---------
+
+x, y, u = sp.symbols("x y u", real=True)
+a = engine.generic_activation(1)[0]
+SCALAR = a(x * y + u) ** 2 + x**3 * u
+ENTRIES = sp.Matrix([[x, y, u]])
+DA = engine.generic_activation(1)[1](x * y + u)
+GRADIENT = sp.Matrix([[2 * a(x * y + u) * DA * y + 3 * x**2 * u, 2 * a(x * y + u) * DA * x]])
+
+
+def test_identical_gradient_proves_every_entry_in_one_pass():
+    right = GRADIENT.row_join(sp.Matrix([[2 * a(x * y + u) * DA + x**3]]))
+    assert engine.identical_gradient(SCALAR, [("θ", ENTRIES, right)]) == (True, "")
+
+
+@pytest.mark.parametrize("entry", range(3))
+def test_identical_gradient_names_the_entry_that_differs(entry):
+    right = GRADIENT.row_join(sp.Matrix([[2 * a(x * y + u) * DA + x**3]]))
+    wrong = right.copy()
+    wrong[0, entry] += x * y  # one entry off by a polynomial
+    assert engine.identical_gradient(SCALAR, [("θ", ENTRIES, wrong)]) == (
+        False,
+        f"θ: entry (0, {entry}) differs",
+    )
+
+
+def test_identical_gradient_rejects_a_wrong_shape_and_an_entry_that_is_no_symbol():
+    assert engine.identical_gradient(SCALAR, [("θ", ENTRIES, GRADIENT)])[0] is False
+    with pytest.raises(ValueError, match="not a fresh symbol"):
+        engine.identical_gradient(SCALAR, [("θ", sp.Matrix([[x + y]]), sp.Matrix([[1]]))])
+
+
+def test_identical_gradient_cancels_exponentials_per_entry():
+    scalar = sp.log(1 + sp.exp(x * y))
+    sigmoid = 1 / (1 + sp.exp(-x * y))  # = exp(xy) / (1 + exp(xy)): equal only after cancel
+    assert engine.identical_gradient(
+        scalar, [("θ", sp.Matrix([[x, y]]), sp.Matrix([[y * sigmoid, x * sigmoid]]))]
+    ) == (True, "")
+    assert engine.identical_gradient(
+        scalar, [("θ", sp.Matrix([[x, y]]), sp.Matrix([[y * sigmoid, y * sigmoid]]))]
+    ) == (False, "θ: entry (0, 1) differs")
+
+
+@pytest.mark.parametrize(
+    ("expr", "zero"),
+    [
+        ((x + y) ** 2 - x**2 - 2 * x * y - y**2, True),
+        ((x + y) ** 2 - x**2 - y**2, False),
+        (sp.Rational(1, 2) * x - x / 2, True),
+        (sp.Rational(1, 3) * x * u - x * u / 2, False),
+        (sp.Integer(0), True),
+        (sp.Integer(3), False),
+        (sp.exp(x) - sp.exp(x) * 1, True),  # SymPy already folded it to 0
+        (sp.exp(x) * sp.exp(y) - sp.exp(x + y), None),  # not a polynomial: expand decides
+        (x / y - 1, None),
+        (sp.Float(0.5) * x - y / 2, None),  # floats are left to expand
+        (sp.sqrt(2) * x, None),
+    ],
+)
+def test_polynomial_is_zero_decides_polynomials_and_refuses_the_rest(expr, zero):
+    assert engine.polynomial_is_zero(expr) is zero
+    if zero is not None:
+        assert zero == (sp.expand(expr) == 0)  # the same answer as expand
