@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sympy as sp
+
 from . import model
 from .expr import (
     Activate,
@@ -21,17 +23,25 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
     Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
     assert_never,
     substitute,
+    total,
 )
 from .layers import SEED, Step, dense_lemma_chain, numbered
 from .model import Network
@@ -69,7 +79,24 @@ def pull(expr: Expr, adjoint: Expr, into: dict[Var, list[Expr]]) -> None:
             if adjoint != ONE:
                 raise ValueError("the penalty must be a term of the objective")
             pull(arg, PenaltyGrad(arg), into)
-        case Hadamard() | Transpose() | SumRows() | ActivateDeriv() | LossGrad() | PenaltyGrad():
+        case Hadamard(left, right):  # ∂(l ⊙ r) = ∂l ⊙ r + l ⊙ ∂r
+            pull(left, Hadamard(adjoint, right), into)
+            pull(right, Hadamard(adjoint, left), into)
+        case Sub(left, right):
+            pull(left, adjoint, into)
+            pull(right, Scale(adjoint, sp.Integer(-1)), into)
+        case Scale(arg, factor):
+            pull(arg, Scale(adjoint, factor), into)
+        case Spread(arg, axis, _):  # a broadcast's adjoint: the sum over the spread axis
+            pull(arg, total(adjoint, axis), into)
+        case Mean(arg, axis, count):  # the adjoint spread back over the axis, over the count
+            pull(arg, Scale(Spread(adjoint, axis, count), 1 / count), into)
+        case Power(arg, exponent):  # ∂ u^k = k u^{k-1} ∂u
+            lower = arg if exponent == 2 else Power(arg, exponent - 1)
+            pull(arg, Scale(Hadamard(adjoint, lower), sp.Integer(exponent)), into)
+        case InvSqrt(arg, _):  # ∂ (u + ε)^{-1/2} = -1/2 (u + ε)^{-3/2} ∂u
+            pull(arg, Scale(Hadamard(adjoint, Power(expr, 3)), sp.Rational(-1, 2)), into)
+        case Transpose() | SumRows() | SumCols() | ActivateDeriv() | LossGrad() | PenaltyGrad():
             raise ValueError(f"{type(expr).__name__} is a derivative: the chain never contains it")
         case _:
             assert_never(expr)

@@ -171,3 +171,69 @@ def identical(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
             if difference != 0:
                 return False, f"entry ({i}, {j}) differs"
     return True, ""
+
+
+# --- square roots (the normalizations) ----------------------------------------------
+
+
+class Radicals:
+    """Maps every half-integer power b^{k/2} to t_b^k, one positive atom t_b = √b per base.
+
+    Bases are keyed by their expanded form, so the same √(v_i + ε) built two ways (by
+    the IR's evaluator and by an independent forward) is one atom.  The relation
+    t_b² = b is kept in ``relations`` for ``reduce``: with it, the decision is exact
+    for every value of the entries at which the bases are positive.
+    """
+
+    def __init__(self) -> None:
+        self._atoms: dict[sp.Expr, sp.Symbol] = {}
+
+    def atom(self, base: sp.Expr) -> sp.Symbol:
+        key = sp.expand(base)
+        if key not in self._atoms:
+            self._atoms[key] = sp.Symbol(f"_root{len(self._atoms)}", positive=True)
+        return self._atoms[key]
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        return expr.replace(
+            lambda e: e.is_Pow and e.exp.is_Rational and e.exp.q == 2,
+            lambda e: self.atom(e.base) ** (2 * e.exp),
+        )
+
+    def reduce(self, numerator: sp.Expr) -> sp.Expr:
+        """A polynomial in the atoms with every t² replaced by its base: linear in each t."""
+        result = sp.expand(numerator)
+        for base, t in self._atoms.items():
+            poly = sp.Poly(result, t)
+            result = sp.expand(
+                sum(
+                    (c * base ** (k // 2) * t ** (k % 2) for (k,), c in poly.terms()),
+                    sp.Integer(0),
+                )
+            )
+        return result
+
+
+def identical_with_radicals(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
+    """Decide lhs == rhs entrywise where the entries hold square roots √b of polynomials.
+
+    Each √b becomes a positive atom t (``Radicals``); a difference that does not expand to
+    0 is brought over one denominator and its numerator reduced modulo t² = b.  Both steps
+    only substitute equals, so "equal" is sound.  What remains is linear in each t, and
+    products of roots of bases that are multiplicatively independent modulo squares are
+    linearly independent over the rational functions, so "differs" is exact for such bases
+    (the normalizations' v_i + ε are: each is of degree 1 in ε, hence irreducible, and
+    they are distinct); for other bases it can only err towards "differs".
+    """
+    if lhs.shape != rhs.shape:
+        return False, f"shape {rhs.shape}, expected {lhs.shape}"
+    radicals = Radicals()
+    for i in range(lhs.rows):
+        for j in range(lhs.cols):
+            difference = sp.expand(radicals(lhs[i, j]) - radicals(rhs[i, j]))
+            if difference != 0:
+                numerator, _ = sp.fraction(sp.together(difference))
+                difference = radicals.reduce(numerator)
+            if difference != 0:
+                return False, f"entry ({i}, {j}) differs"
+    return True, ""

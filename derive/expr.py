@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NoReturn, TypeAlias
 
+import sympy as sp
+
 
 class Kind(Enum):
     """What a ``Var`` names; the value is its printed name (``Var.name``, code, LaTeX)."""
@@ -37,6 +39,15 @@ class Kind(Enum):
     OBJECTIVE = "J"  # L + P, written out independently by the end-to-end proof
     INCOMING = "G"  # an arbitrary upstream gradient (step lemma)
     ONE = "1"  # the seed adjoint ∂L/∂L
+    # a normalization layer l (issue 14): its statistics, intermediates and parameters
+    MEAN = "mu"  # μ_l, the mean over the normalized axis
+    CENTRED = "c"  # c_l = x - μ_l
+    VARIANCE = "v"  # v_l, the biased variance over the normalized axis
+    INV_STD = "s"  # s_l = (v_l + ε)^{-1/2}
+    NORMALIZED = "xhat"  # x̂_l = c_l ⊙ s_l
+    NORMALIZED_GRAD = "ghat"  # ĝ_l = ∂L/∂x̂_l, the normalization's named adjoint
+    GAMMA = "gamma"  # γ_l, the learned scale row
+    BETA = "beta"  # β_l, the learned shift row
 
 
 class IRNode:
@@ -176,6 +187,101 @@ class PenaltyGrad(IRNode):
         return (self.arg,)
 
 
+# --- the normalizations' nodes (issue 14) -----------------------------------------
+#
+# Broadcasting is explicit: a row (or column) enters an entrywise operation with a
+# full matrix only through ``Spread``, so every node's operands have equal shapes
+# (``shapes.shape``), and the broadcast's chain rule is a rule of its own (its adjoint
+# is the sum over the spread axis).  Counts are SymPy symbols (m, n) carried by the
+# nodes; an evaluator resolves them from the sizes it is given.
+
+
+class Axis(Enum):
+    """The axis a statistic runs over: the batch (rows; gives a row) or the features
+    (columns; gives a column)."""
+
+    BATCH = "batch"
+    FEATURES = "features"
+
+
+@dataclass(frozen=True)
+class Sub(IRNode):
+    """``left - right``, operands of equal shape."""
+
+    left: Expr
+    right: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Scale(IRNode):
+    """``factor · arg`` for a scalar SymPy ``factor`` in rationals and counts (1/m, -1/2)."""
+
+    arg: Expr
+    factor: sp.Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class SumCols(IRNode):
+    """``arg 1``: the sum over the features, a one-column matrix."""
+
+    arg: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Mean(IRNode):
+    """The mean over ``axis`` of its ``count`` entries: a row (batch) or a column (features)."""
+
+    arg: Expr
+    axis: Axis
+    count: sp.Symbol
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Spread(IRNode):
+    """A row repeated down ``count`` rows (batch), or a column across ``count`` columns."""
+
+    arg: Expr
+    axis: Axis
+    count: sp.Symbol
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Power(IRNode):
+    """The entrywise integer power ``arg^{⊙k}`` (k ≥ 2)."""
+
+    arg: Expr
+    exponent: int
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class InvSqrt(IRNode):
+    """The entrywise ``(arg + ε)^{-1/2}``, ``eps`` a positive symbol (real for a variance arg ≥ 0)."""
+
+    arg: Expr
+    eps: sp.Symbol
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+
 Node: TypeAlias = (
     Var
     | MatMul
@@ -189,6 +295,13 @@ Node: TypeAlias = (
     | LossGrad
     | Penalty
     | PenaltyGrad
+    | Sub
+    | Scale
+    | SumCols
+    | Mean
+    | Spread
+    | Power
+    | InvSqrt
 )
 """Every IR node type, a closed union.  A reader walks a tree with one ``match node:``
 over these classes ending in ``case _: assert_never(node)``, so that a node type
@@ -210,12 +323,24 @@ def rebuild(expr: Expr, children: tuple[Expr, ...]) -> Expr:
     match expr:
         case Var():
             return expr
-        case MatMul() | Add() | Hadamard():
+        case MatMul() | Add() | Hadamard() | Sub():
             left, right = children
             return type(expr)(left, right)
-        case Transpose() | SumRows() | Penalty() | PenaltyGrad():
+        case Transpose() | SumRows() | SumCols() | Penalty() | PenaltyGrad():
             (arg,) = children
             return type(expr)(arg)
+        case Scale(_, factor):
+            (arg,) = children
+            return Scale(arg, factor)
+        case Mean(_, axis, count) | Spread(_, axis, count):
+            (arg,) = children
+            return type(expr)(arg, axis, count)
+        case Power(_, exponent):
+            (arg,) = children
+            return Power(arg, exponent)
+        case InvSqrt(_, eps):
+            (arg,) = children
+            return InvSqrt(arg, eps)
         case Activate() | ActivateDeriv():
             (arg,) = children
             return type(expr)(expr.layer, arg)
@@ -224,6 +349,11 @@ def rebuild(expr: Expr, children: tuple[Expr, ...]) -> Expr:
             return type(expr)(pred, target)
         case _:
             assert_never(expr)
+
+
+def total(arg: Expr, axis: Axis) -> Expr:
+    """The sum over ``axis``: ``SumRows`` over the batch, ``SumCols`` over the features."""
+    return SumRows(arg) if axis is Axis.BATCH else SumCols(arg)
 
 
 def substitute(expr: Expr, mapping: Mapping[Var, Expr]) -> Expr:

@@ -29,14 +29,22 @@ from .expr import (
     Activate,
     ActivateDeriv,
     Add,
+    Axis,
     Expr,
     Hadamard,
+    InvSqrt,
     Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
@@ -228,15 +236,50 @@ class MatrixLatex:
                 return rf"\lambda {self._factor(arg)}"
             case Penalty(arg):
                 return rf"\frac{{\lambda}}{{2}} \lVert {self(arg)} \rVert_F^2"
+            case Sub(left, right):
+                shown = self(right)
+                return f"{self(left)} - " + (
+                    rf"\left({shown}\right)" if isinstance(right, Add | Sub) else shown
+                )
+            case Scale(arg, factor):
+                return self._scale(arg, factor)
+            case SumCols(arg):
+                return rf"{self._factor(arg)} \mathbf{{1}}"
+            case Mean(arg, axis, count):
+                summed = SumRows(arg) if axis is Axis.BATCH else SumCols(arg)
+                return rf"\frac{{1}}{{{sp.latex(count)}}} {self(summed)}"
+            case Spread(arg):  # a row (column) next to a matrix is repeated down (across) it
+                return self(arg)
+            case Power(arg, exponent):
+                return rf"{self._factor(arg)}^{{{exponent}}}"
+            case InvSqrt(arg, eps):
+                return rf"\frac{{1}}{{\sqrt{{{self(arg)} + {sp.latex(eps)}}}}}"
             case _:
                 assert_never(e)
+
+    def _scale(self, arg: Expr, factor: sp.Expr) -> str:
+        """k·M as -M, \frac{M}{m} or k M."""
+        if factor.could_extract_minus_sign():
+            return "-" + self._scale(arg, -factor)
+        if factor == 1:
+            return self(arg)
+        numerator, denominator = sp.fraction(factor)
+        if numerator == 1 and isinstance(arg, Var | Hadamard | Spread):
+            return rf"\frac{{{self(arg)}}}{{{sp.latex(denominator)}}}"
+        return f"{sp.latex(factor)} {self._factor(arg)}"
 
     def _factor(self, e: Expr, hadamard: bool = False) -> str:
         """``e`` as an operand: parenthesised unless it is atomic."""
         text = self(e)
         match e:
-            case Var() | Activate() | ActivateDeriv() | Transpose():
+            case Var() | Activate() | ActivateDeriv() | Transpose() | InvSqrt():
                 atomic = True
+            case Spread(arg):
+                return self._factor(arg, hadamard)
+            case SumRows() | SumCols() | Power():
+                atomic = hadamard
+            case Scale():
+                atomic = hadamard and text.startswith(r"\frac")
             case LossGrad():
                 atomic = hadamard
             case MatMul():
@@ -620,6 +663,8 @@ def _shape(e: Expr, names: dict[int, str], g: tuple[str, str]) -> tuple[str, str
             return _shape(arg, names, g)
         case Loss() | LossGrad() | Penalty():
             raise ValueError(f"{type(e).__name__} is not a factor of the generic layer")
+        case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+            raise ValueError(f"{type(e).__name__} is not a factor of the generic dense layer")
         case _:
             assert_never(e)
 

@@ -26,10 +26,27 @@ new IR node it needs is one ``case`` per IR reader (``expr.Node``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import ClassVar, Protocol, TypeAlias
+
+import sympy as sp
 
 from .catalog import Activation
-from .expr import Activate, Add, Expr, Kind, MatMul, Penalty, Var
+from .expr import (
+    Activate,
+    Add,
+    Axis,
+    Expr,
+    Hadamard,
+    InvSqrt,
+    Kind,
+    MatMul,
+    Mean,
+    Penalty,
+    Power,
+    Spread,
+    Sub,
+    Var,
+)
 
 
 @dataclass(frozen=True)
@@ -161,3 +178,109 @@ def dense_lemma_chain(layer: int, penalty: bool = False) -> tuple[list[Step], di
 
 AnyLayer: TypeAlias = Dense
 """Every layer kind, a closed union: readers ``match layer:`` over it (see the module docstring)."""
+
+
+# --- the normalizations (issue 14) ---------------------------------------------------
+
+BATCH = sp.Symbol("m", positive=True, integer=True)
+"""m, the number of rows of the batch (``catalog.batch`` is the same symbol)."""
+WIDTH = sp.Symbol("n", positive=True, integer=True)
+"""n, the number of features a normalization layer normalizes."""
+EPS = sp.Symbol("epsilon", positive=True)
+"""ε > 0, added to the variance: a constant row (variance 0) still gets a finite 1/√ε."""
+
+
+@dataclass(frozen=True)
+class _Normalization:
+    """y = x̂ ⊙ γ + β with x̂ = (x - μ) ⊙ (v + ε)^{-1/2}, statistics over ``axis``.
+
+    The steps are written in the symbols m and n (``BATCH``, ``WIDTH``) whatever
+    ``width`` is: the layer's lemma is one identity for every size, proved at concrete
+    ones (``proof_normalization``).  x̂'s adjoint is named ĝ_l = ∂L/∂x̂_l.
+    """
+
+    index: int
+    width: int
+    axis: ClassVar[Axis]
+
+    @property
+    def input(self) -> Var:
+        return a(self.index - 1)
+
+    @property
+    def output(self) -> Var:
+        return a(self.index)
+
+    @property
+    def name(self) -> str:
+        return "layer norm" if self.axis is Axis.FEATURES else "batch norm"
+
+    @property
+    def gamma(self) -> Var:
+        return self.var(Kind.GAMMA)
+
+    @property
+    def beta(self) -> Var:
+        return self.var(Kind.BETA)
+
+    @property
+    def xhat(self) -> Var:
+        return self.var(Kind.NORMALIZED)
+
+    @property
+    def count(self) -> sp.Symbol:
+        """N, the number of entries a statistic averages: n (layer norm) or m (batch norm)."""
+        return WIDTH if self.axis is Axis.FEATURES else BATCH
+
+    def var(self, kind: Kind) -> Var:
+        return Var(kind, self.index)
+
+    def spread(self, e: Expr) -> Spread:
+        """A statistic spread back over the axis it was taken on."""
+        return Spread(e, self.axis, self.count)
+
+    def steps(self) -> list[Step]:
+        """μ, c, v, s, x̂ (its adjoint named ĝ), y; indices are set by the network."""
+        mu, c, v, s, xhat = (
+            self.var(k)
+            for k in (Kind.MEAN, Kind.CENTRED, Kind.VARIANCE, Kind.INV_STD, Kind.NORMALIZED)
+        )
+        rows = Spread(self.gamma, Axis.BATCH, BATCH), Spread(self.beta, Axis.BATCH, BATCH)
+        k = self.index
+        return [
+            Step(0, mu, Mean(self.input, self.axis, self.count), k),
+            Step(0, c, Sub(self.input, self.spread(mu)), k),
+            Step(0, v, Mean(Power(c, 2), self.axis, self.count), k),
+            Step(0, s, InvSqrt(v, EPS), k),
+            Step(0, xhat, Hadamard(c, self.spread(s)), k, self.var(Kind.NORMALIZED_GRAD)),
+            Step(0, self.output, Add(Hadamard(xhat, rows[0]), rows[1]), k),
+        ]
+
+    def parameters(self) -> tuple[Var, ...]:
+        """γ_l and β_l, 1 x n rows (not penalised by ``--l2``: the penalty is on weights)."""
+        return (self.gamma, self.beta)
+
+    def lemma_chain(self, penalty: bool = False) -> tuple[list[Step], dict[Var, Expr]]:
+        """The layer fed by an arbitrary upstream gradient G = ∂L/∂y (``penalty``: no weights,
+        nothing changes)."""
+        return numbered(self.steps()), {self.output: INCOMING}
+
+
+@dataclass(frozen=True)
+class LayerNorm(_Normalization):
+    """Layer normalization: each row normalized over its n features (m x 1 statistics)."""
+
+    axis: ClassVar[Axis] = Axis.FEATURES
+
+
+@dataclass(frozen=True)
+class BatchNorm(_Normalization):
+    """Batch normalization in training mode: each feature normalized over the batch (1 x n
+    statistics, the biased variance, divided by m)."""
+
+    axis: ClassVar[Axis] = Axis.BATCH
+
+
+NORMALIZATIONS: tuple[type[Layer], ...] = (LayerNorm, BatchNorm)
+"""The normalization kinds; typed as ``Layer`` so that mypy checks them against the contract.
+Not in ``AnyLayer`` yet: ``Network`` builds its layers from widths and activations only."""

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -44,14 +44,22 @@ from .expr import (
     Activate,
     ActivateDeriv,
     Add,
+    Axis,
     Expr,
     Hadamard,
+    InvSqrt,
     Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
@@ -86,6 +94,7 @@ class Semantics:
     derivative: Callable[[int], Callable[[sp.Expr], sp.Expr]]
     loss: LossFunction
     penalty_gradient: sp.Expr = penalty.GRADIENT  # λ w: how PenaltyGrad reads, entry by entry
+    sizes: Mapping[sp.Symbol, int] = field(default_factory=dict)  # counts m, n: their values
 
 
 def generic_semantics(loss: LossFunction) -> Semantics:
@@ -141,8 +150,49 @@ def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
         case PenaltyGrad(arg):
             gradient = sem.penalty_gradient
             return evaluate(arg, env, sem).applyfunc(lambda e: gradient.subs(penalty.w, e))
+        case Sub(left, right):
+            lhs, rhs = evaluate(left, env, sem), evaluate(right, env, sem)
+            if lhs.shape != rhs.shape:
+                raise sp.ShapeError(f"difference of {lhs.shape} and {rhs.shape}")
+            return lhs - rhs
+        case Scale(arg, factor):
+            return evaluate(arg, env, sem) * factor.subs(sem.sizes)
+        case SumCols(arg):
+            inner = evaluate(arg, env, sem)
+            return inner * sp.ones(inner.cols, 1)
+        case Mean(arg, axis, count):
+            return _mean(evaluate(arg, env, sem), axis, _count(count, sem))
+        case Spread(arg, axis, count):
+            return _spread(evaluate(arg, env, sem), axis, _count(count, sem))
+        case Power(arg, exponent):
+            return evaluate(arg, env, sem).applyfunc(lambda e: e**exponent)
+        case InvSqrt(arg, eps):
+            half = sp.Rational(-1, 2)
+            return evaluate(arg, env, sem).applyfunc(lambda e: sp.Pow(e + eps, half))
         case _:
             assert_never(expr)
+
+
+def _count(symbol: sp.Symbol, sem: Semantics) -> int:
+    if symbol not in sem.sizes:
+        raise sp.ShapeError(f"no size given for the count {symbol}")
+    return sem.sizes[symbol]
+
+
+def _mean(inner: sp.Matrix, axis: Axis, count: int) -> sp.Matrix:
+    if axis is Axis.BATCH and inner.rows == count:
+        return sp.ones(1, count) * inner / count
+    if axis is Axis.FEATURES and inner.cols == count:
+        return inner * sp.ones(count, 1) / count
+    raise sp.ShapeError(f"mean of {count} over the {axis.value} of {inner.shape}")
+
+
+def _spread(inner: sp.Matrix, axis: Axis, count: int) -> sp.Matrix:
+    if axis is Axis.BATCH and inner.rows == 1:
+        return sp.ones(count, 1) * inner
+    if axis is Axis.FEATURES and inner.cols == 1:
+        return inner * sp.ones(1, count)
+    raise sp.ShapeError(f"spread over the {axis.value} of {inner.shape}")
 
 
 def penalty_of(weights: list[sp.Matrix]) -> sp.Expr:

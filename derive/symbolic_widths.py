@@ -27,11 +27,18 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
@@ -75,6 +82,8 @@ class _Entries:
                 return self.shape(arg)
             case Loss() | LossGrad() | Penalty():
                 raise ValueError(f"{type(e).__name__}: the step lemma has no loss or penalty")
+            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+                raise ValueError(f"{type(e).__name__}: a normalization's node, no symbolic width")
             case _:
                 assert_never(e)
 
@@ -108,6 +117,9 @@ class _Entries:
                 raise ValueError(
                     f"{type(e).__name__}: no symbolic-width entries (not in the lemma)"
                 )
+            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+                # the normalizations are proved at concrete sizes (proof_normalization)
+                raise ValueError(f"{type(e).__name__}: a normalization's node, no symbolic width")
             case _:
                 assert_never(e)
 

@@ -22,12 +22,19 @@ from ..expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
     Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Scale,
+    Spread,
+    Sub,
+    SumCols,
     SumRows,
     Transpose,
     Var,
@@ -175,6 +182,20 @@ class MatrixText:
                 return f"λ {self._operand(arg)}"
             case Penalty(arg):
                 return f"λ/2 ‖{self(arg)}‖²"
+            case Sub(left, right):
+                return f"{self(left)} - {self._operand(right)}"
+            case Scale(arg, factor):
+                return f"{factor} {self._operand(arg)}"
+            case SumCols(arg):
+                return f"{self._operand(arg)} 1"
+            case Mean(arg, axis, count):
+                return f"mean over the {axis.value} ({count}) of {self._operand(arg)}"
+            case Spread(arg):
+                return self(arg)
+            case Power(arg, exponent):
+                return f"{self._operand(arg)}^{exponent}"
+            case InvSqrt(arg, eps):
+                return f"1/√({self(arg)} + {eps})"
             case _:
                 assert_never(e)
 
@@ -262,6 +283,8 @@ class MatrixCode:
             case Penalty() | PenaltyGrad():
                 # the generated code adds the penalty apart, scaled by the run-time λ
                 raise ValueError(f"{type(e).__name__} is emitted by the planner's penalty groups")
+            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+                raise ValueError(f"{type(e).__name__}: the normalizations are not emitted yet")
             case _:
                 assert_never(e)
 

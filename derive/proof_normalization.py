@@ -1,0 +1,161 @@
+"""Exact proofs of the normalizations' backward passes, raw and compact.
+
+For one layer (``normalization.Normalization``) at concrete non-square sizes,
+with every entry of x, γ, β and of an arbitrary upstream gradient G a free
+symbol and ε > 0 a symbol, two claims are decided:
+
+(a) the compact form (``simplify``'s) equals SymPy's own ``diff`` of Σ G ⊙ y,
+    y written out here by an independent forward (``reference_forward``, plain
+    SymPy on lists of entries, ``sp.sqrt`` for the root), not by the IR;
+(b) the compact form equals the chain rule's raw output, both evaluated from the IR.
+
+The square roots √(v_i + ε) become positive atoms (``engine.Radicals``) and the
+difference is reduced modulo t_i² = v_i + ε: a decision, not a sample.  ε > 0 is
+what makes every v_i + ε positive, hence the roots real and s finite: a constant
+row (or column, for batch norm) has v = 0 and s = ε^{-1/2} — the emitted code must
+keep the ε inside the root for that reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+
+import sympy as sp
+
+from . import engine, model
+from .catalog import LossFunction
+from .check import Check
+from .expr import Axis, Expr, Kind, Var
+from .layers import BATCH, EPS, WIDTH
+from .normalization import Normalization, derive_normalization
+from .proof import Env, Semantics, evaluate, generic_semantics, symbols_matrix
+
+SIZES = ((3, 4), (4, 3))
+"""(m, n): non-square both ways, so a transposed axis cannot pass."""
+
+Divisor = Callable[[int], sp.Expr]
+
+
+def biased(count: int) -> sp.Expr:
+    """The variance's divisor of ``derive``'s normalizations: the count itself."""
+    return sp.Integer(count)
+
+
+def reference_forward(
+    x: sp.Matrix,
+    gamma: sp.Matrix,
+    beta: sp.Matrix,
+    axis: Axis,
+    divisor: Divisor = biased,
+) -> sp.Matrix:
+    """y, normalized over ``axis`` entry by entry: (x - mean) / sqrt(var + ε) * γ + β."""
+    m, n = x.shape
+    y = sp.zeros(m, n)
+    groups = (
+        [[(i, j) for j in range(n)] for i in range(m)]
+        if axis is Axis.FEATURES
+        else [[(i, j) for i in range(m)] for j in range(n)]
+    )
+    for group in groups:
+        entries = [x[i, j] for i, j in group]
+        mean = sp.Add(*entries) / len(entries)
+        variance = sp.Add(*[(e - mean) ** 2 for e in entries]) / divisor(len(entries))
+        for i, j in group:
+            y[i, j] = (x[i, j] - mean) / sp.sqrt(variance + EPS) * gamma[0, j] + beta[0, j]
+    return y
+
+
+def _inputs(layer: Normalization, m: int, n: int) -> Env:
+    return {
+        layer.input: symbols_matrix("x", m, n),
+        layer.gamma: symbols_matrix("gamma", 1, n),
+        layer.beta: symbols_matrix("beta", 1, n),
+        model.INCOMING: symbols_matrix("g", m, n),
+    }
+
+
+def _semantics(m: int, n: int) -> Semantics:
+    sem = generic_semantics(LossFunction("none", sp.Integer(0), "", ""))
+    return Semantics(sem.activation, sem.derivative, sem.loss, sizes={BATCH: m, WIDTH: n})
+
+
+@cache
+def _explicit(layer: Normalization, m: int, n: int) -> tuple[Env, Semantics]:
+    """Symbols for x, γ, β, G and the IR forward's intermediates on them (once per size)."""
+    env = _inputs(layer, m, n)
+    sem = _semantics(m, n)
+    for step in layer.steps():
+        env[step.target] = evaluate(step.expr, env, sem)
+    env[layer.var(Kind.NORMALIZED_GRAD)] = evaluate(derive_normalization(layer).ghat, env, sem)
+    return env, sem
+
+
+@cache
+def _oracle(
+    layer: Normalization, m: int, n: int, axis: Axis, divisor: Divisor
+) -> dict[Var, sp.Matrix]:
+    """SymPy's diff of Σ G ⊙ y, y from ``reference_forward``, by every entry of x, γ, β."""
+    env, _ = _explicit(layer, m, n)
+    y = reference_forward(env[layer.input], env[layer.gamma], env[layer.beta], axis, divisor)
+    scalar = sp.Add(*env[model.INCOMING].multiply_elementwise(y))
+    return {
+        var: env[var].applyfunc(lambda e: sp.diff(scalar, e))
+        for var in (layer.input, layer.gamma, layer.beta)
+    }
+
+
+def check_normalization(
+    layer: Normalization,
+    size: tuple[int, int] = SIZES[0],
+    claims: dict[Var, Expr] | None = None,
+    reference_axis: Axis | None = None,
+    divisor: Divisor = biased,
+) -> Check:
+    """(a) and (b) above for dx, dγ, dβ of ``layer`` at ``size`` = (m, n).
+
+    ``claims`` replaces the compact forms, ``reference_axis`` the oracle's axis and
+    ``divisor`` its variance's divisor: the negative controls use them.
+    """
+    start = time.perf_counter()
+    m, n = size
+    derivation = derive_normalization(layer)
+    if claims is None:
+        claims = {var: simplified.expr for var, simplified in derivation.compact.items()}
+    env, sem = _explicit(layer, m, n)
+    axis = layer.axis if reference_axis is None else reference_axis
+    oracle = _oracle(layer, m, n, axis, divisor)
+    problems = []
+    for var, formula in claims.items():
+        try:
+            claimed = evaluate(formula, env, sem)
+            raw = evaluate(derivation.raw[var], env, sem)
+        except sp.ShapeError as err:
+            problems.append(f"{var.name}: {err}")
+            continue
+        ok, why = engine.identical_with_radicals(oracle[var], claimed)
+        if not ok:
+            problems.append(f"{var.name} against SymPy's diff: {why}")
+        ok, why = engine.identical_with_radicals(raw, claimed)
+        if not ok:
+            problems.append(f"{var.name} against the raw chain rule: {why}")
+    statistic = "each row, over its features" if layer.axis is Axis.FEATURES else "the batch"
+    return Check(
+        layer.name,
+        f"y = x̂ ⊙ γ + β normalized over {statistic}, any upstream G = ∂L/∂y: the compact "
+        "dx, dγ, dβ equal SymPy's diff of Σ G ⊙ y and the chain rule's raw output",
+        f"exact: SymPy diff of an independent forward, m={m}, n={n}, entries and ε > 0 "
+        "symbols; each √(v + ε) a positive atom t, reduced modulo t² = v + ε (ε > 0 keeps "
+        "s finite where v = 0, a constant row or column)",
+        not problems,
+        time.perf_counter() - start,
+        "; ".join(problems),
+    )
+
+
+def verify_normalizations() -> list[Check]:
+    """Both kinds at both sizes."""
+    from .normalization import BATCH_NORM, LAYER_NORM
+
+    return [check_normalization(k, size) for k in (LAYER_NORM, BATCH_NORM) for size in SIZES]
