@@ -40,6 +40,7 @@ from ..expr import (
     Var,
     assert_never,
 )
+from ..layers import WIDTH
 from ..model import Network
 from ..naming import subscript
 
@@ -229,8 +230,43 @@ class MatrixCode:
     ATOMIC: tuple[type[Expr], ...] = (Var, Transpose, Activate)
     """Nodes whose printed form needs no parentheses as an operand."""
 
+    EPS = "EPS"
+    """The module constant holding a normalization's ε (``InvSqrt``'s symbol)."""
+
     def __init__(self, network: Network) -> None:
         self.network = network
+        self.counts: dict[sp.Symbol, str] = {catalog.batch: "m"}
+        """The code of each count a ``Scale`` factor reads: m, and the width n of the layer
+        being printed (``at_width``)."""
+
+    def at_width(self, width: int) -> MatrixCode:
+        """This printer with n, the count of a normalization's features, read as ``width``."""
+        self.counts = {catalog.batch: "m", WIDTH: str(width)}
+        return self
+
+    def sum_cols(self, e: SumCols) -> str:
+        """The sum over the features, one column (m x 1) kept."""
+        raise NotImplementedError
+
+    def mean(self, e: Mean) -> str:
+        """The mean over the batch (1 x n kept) or the features (m x 1 kept)."""
+        raise NotImplementedError
+
+    def sqrt(self, code: str) -> str:
+        """The entrywise square root of ``code``."""
+        raise NotImplementedError
+
+    def _factor(self, factor: sp.Expr) -> str:
+        """A scale factor (1/m, -1/2, 1/n) in the counts' code; a Python float stays weak."""
+        unknown = factor.free_symbols - set(self.counts)
+        if unknown:
+            raise ValueError(f"the scale factor {factor} reads {sorted(map(str, unknown))}")
+        names = dict(self.counts)
+        numerator, denominator = sp.fraction(sp.factor(factor))
+        code = self.scalar(numerator, names)
+        if denominator != 1:
+            code = f"{code} / {self._factor(denominator)}"
+        return code if re.fullmatch(r"-?[\w.]+", code) else f"({code})"
 
     def scalar(self, expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
         raise NotImplementedError
@@ -283,8 +319,24 @@ class MatrixCode:
             case Penalty() | PenaltyGrad():
                 # the generated code adds the penalty apart, scaled by the run-time λ
                 raise ValueError(f"{type(e).__name__} is emitted by the planner's penalty groups")
-            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
-                raise ValueError(f"{type(e).__name__}: the normalizations are not emitted yet")
+            case Sub(left, right):  # operands of equal shape, or broadcast by Spread
+                return f"{self(left)} - {self._operand(right)}"
+            case Scale(arg, factor):
+                if factor == 1:
+                    return self(arg)
+                if factor == -1:
+                    return f"-{self._operand(arg)}"
+                return f"{self._factor(factor)} * {self._operand(arg)}"
+            case SumCols():
+                return self.sum_cols(e)
+            case Mean():
+                return self.mean(e)
+            case Spread(arg):  # a row (column) meets a matrix by the library's broadcasting
+                return self(arg)
+            case Power(arg, exponent):
+                return f"{self._operand(arg)}**{exponent}"
+            case InvSqrt(arg, _):  # (v + ε)^{-1/2}: ε > 0 keeps a constant row finite
+                return f"1.0 / {self.sqrt(f'{self(arg)} + {self.EPS}')}"
             case _:
                 assert_never(e)
 
@@ -318,6 +370,8 @@ class MatrixCode:
 
     def _operand(self, e: Expr) -> str:
         text = self(e)
+        if isinstance(e, Spread):
+            return self._operand(e.arg)
         return text if isinstance(e, self.ATOMIC) else f"({text})"
 
 
