@@ -141,6 +141,19 @@ def helper_args(act: catalog.Activation, derivative: bool) -> list[sp.Symbol]:
     return [s for s in HELPER_ARGS if s in code_form(act, derivative).free_symbols]
 
 
+_GREEK = {
+    Kind.DELTA: "δ",
+    Kind.GAMMA: "γ",
+    Kind.BETA: "β",
+    Kind.MEAN: "μ",
+    Kind.NORMALIZED: "x̂",
+    Kind.NORMALIZED_GRAD: "ĝ",
+    Kind.SUM_ADJOINT: "Σg",
+    Kind.SUM_ADJOINT_XHAT: "Σgx̂",
+}
+"""Names comments write as a lecture does (the code's names are ``Kind`` values)."""
+
+
 class MatrixText:
     """Prints matrix-level trees as one-line Unicode math for code comments."""
 
@@ -152,7 +165,7 @@ class MatrixText:
             return "X"
         if v == model.a(self.network.depth):
             return "Ŷ"
-        name = "δ" if v.kind is Kind.DELTA else v.kind.value
+        name = _GREEK.get(v.kind, v.kind.value)
         return name if v.layer is None else name + subscript(v.layer)
 
     def __call__(self, e: Expr) -> str:
@@ -196,7 +209,7 @@ class MatrixText:
             case Power(arg, exponent):
                 return f"{self._operand(arg)}^{exponent}"
             case InvSqrt(arg, eps):
-                return f"1/√({self(arg)} + {eps})"
+                return f"1/√({self(arg)} + {'ε' if str(eps) == 'epsilon' else eps})"
             case _:
                 assert_never(e)
 

@@ -68,6 +68,10 @@ def runtime_sections() -> dict[str, str]:
 def render(derivation: Derivation, name: str) -> str:
     """The generated module's source."""
     network = derivation.network
+    from .. import layered
+
+    if layered.has_kinds(network):
+        return render_layered(derivation, name)
     loss = network.loss
     return (
         _environment()
@@ -248,3 +252,148 @@ def _fast_conditions(network: Network) -> list[str]:
                 f"{name}.shape == {shapes[kind]}",
             ]
     return conditions
+
+
+# --- a network with layer kinds (``backends/layered``) ---------------------------------
+
+LAYERED_TEMPLATE = "layered.py.jinja"
+LAYERED_RUNTIME = "layered_runtime.py"
+_LAYERED_SECTION = re.compile(r"^# ---- layered: (\w+) ----\n", re.M)
+
+EPS = 1e-05
+"""ε of every normalization in a generated module (PyTorch's default)."""
+MOMENTUM = 0.1
+"""The running statistics' update weight (PyTorch's default)."""
+
+
+def layered_sections() -> dict[str, str]:
+    """``layered_runtime.py``'s sections by name, verbatim."""
+    _, *named = _LAYERED_SECTION.split(template_source(LAYERED_RUNTIME))
+    return {name: body.rstrip("\n") for name, body in zip(named[::2], named[1::2], strict=True)}
+
+
+def kind_name(layer: object) -> str:
+    """The kind of a layer as ``KINDS`` lists it."""
+    from ...layers import BatchNorm, Dense, LayerNorm
+
+    if isinstance(layer, Dense):
+        return "dense"
+    if isinstance(layer, LayerNorm):
+        return "layer_norm"
+    if isinstance(layer, BatchNorm):
+        return "batch_norm"
+    raise ValueError(f"the numpy target does not emit a {type(layer).__name__} layer yet")
+
+
+def _layer_text(layer: object) -> str:
+    from ...layers import BatchNorm, Dense, LayerNorm
+
+    if isinstance(layer, Dense):
+        return f"dense {layer.n_in}→{layer.n_out} ({layer.activation.name})"
+    if isinstance(layer, (LayerNorm, BatchNorm)):
+        return f"{layer.name} {layer.width}"
+    raise ValueError(f"the numpy target does not emit a {type(layer).__name__} layer yet")
+
+
+def render_layered(derivation: Derivation, name: str) -> str:
+    """The generated module of a network holding layer kinds (norms): ``layered``'s plan."""
+    from ...layers import BatchNorm, Dense
+    from .. import layered
+    from ..python_source import code_name
+
+    network = derivation.network
+    loss = network.loss
+    text, code = MatrixText(network), NumpyCode(network)
+    the_plan = layered.plan(network, text)
+
+    def printed(statement: layered.Statement, prefix: str = "") -> dict[str, str]:
+        code.at_width(statement.width or 1)
+        inference = ""
+        if statement.inference is not None:
+            inference = f"_running(state, {code(statement.inference)!r}, dtype)".replace("'", '"')
+        target, printed_code = prefix + code_name(statement.target), formatted(code(statement.expr))
+        line = f"        {target} = {printed_code}  # {statement.comment}"
+        if len(f"    {target} = {printed_code}") > LINE_LENGTH:
+            raise ValueError(f"the statement for {target} is longer than a line: {printed_code}")
+        return {
+            "target": target,
+            "code": printed_code,
+            "comment": statement.comment,
+            "inference": inference,
+            "above": len(line) > LINE_LENGTH,
+        }
+
+    gradient_names = {p for group in the_plan.gradients for p in group}
+    backward = [
+        printed(s, "d" if s.target in gradient_names and s.comment.startswith("∂L/∂") else "")
+        for s in the_plan.backward
+    ]
+    for kind in map(kind_name, network.layers):  # refuse a kind not emitted, by name
+        del kind
+    pairs = [tuple(code_name(p) for p in layer.parameters()) for layer in network.layers]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError("the numpy target emits layers with two parameters each (W, b or γ, β)")
+    shapes = []
+    for layer in network.layers:
+        if isinstance(layer, Dense):
+            shapes.append(f"(({layer.n_in}, {layer.n_out}), (1, {layer.n_out}))")
+        else:
+            shapes.append(f"((1, {layer.width}), (1, {layer.width}))")  # type: ignore[union-attr]
+    batch_norms = [layer for layer in network.layers if isinstance(layer, BatchNorm)]
+    depth = network.layers[-1].index
+    return (
+        _environment()
+        .get_template(LAYERED_TEMPLATE)
+        .render(
+            version=__version__,
+            runtime=runtime_sections(),
+            layered=layered_sections(),
+            header=header_line(command_line(network, name)),
+            template=f"derive/backends/numpy/{TEMPLATES}/{LAYERED_TEMPLATE}",
+            layers_text=textwrap.fill(
+                "Layers: " + "; ".join(_layer_text(layer) for layer in network.layers) + ".",
+                width=LINE_LENGTH - 4,
+            ),
+            loss_doc=textwrap.fill(
+                f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
+            ),
+            sizes=network.sizes,
+            sizes_literal=tuple_literal(
+                [str(n) for n in network.sizes], "SIZES: tuple[int, ...] = "
+            ),
+            kinds_literal=tuple_literal(
+                [f'"{kind_name(layer)}"' for layer in network.layers],
+                "KINDS: tuple[str, ...] = ",
+            ),
+            names_literal=tuple_literal(
+                [f'("{a}", "{b}")' for a, b in pairs], "_NAMES: tuple[tuple[str, str], ...] = "
+            ),
+            shapes_literal=tuple_literal(
+                shapes, "_SHAPES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = "
+            ),
+            normalizes_literal=tuple_literal(
+                [str(not isinstance(layer, Dense)) for layer in network.layers],
+                "_NORMALIZES: tuple[bool, ...] = ",
+            ),
+            batch_norms_literal=tuple_literal(
+                [f"({layer.index}, {layer.width})" for layer in batch_norms],
+                "_BATCH_NORMS: tuple[tuple[int, int], ...] = ",
+            ),
+            batch_norms=[layer.index for layer in batch_norms],
+            eps=repr(EPS),
+            momentum=repr(MOMENTUM),
+            loss_name=loss.name,
+            loss_code=formatted(code(network.steps()[-1].expr)),
+            uses_batch=catalog.batch in loss.gradient.free_symbols
+            or catalog.batch in loss.scale.free_symbols,
+            fused=network.fused,
+            pred=f"z{depth}" if network.fused else f"a{depth}",
+            depth=depth,
+            params_targets=_unpack_target([f"({a}, {b})" for a, b in pairs], " = params"),
+            forward=[printed(s) for s in the_plan.forward],
+            backward=backward,
+            grads_literal=tuple_literal(
+                [f"(d{a}, d{b})" for a, b in pairs], "    grads: Params = ", "[]", "    "
+            ),
+        )
+    )
