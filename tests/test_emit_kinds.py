@@ -186,3 +186,48 @@ def test_running_statistics_follow_pytorch(norms_module):
     np.testing.assert_allclose(yhat, ref, rtol=1e-12)
     # inference on one row is defined (running statistics)
     assert mod.forward(params, x[:1], state=state).shape == (1, 2)
+
+
+@pytest.fixture(scope="module")
+def classifier_module(tmp_path_factory):
+    net = hand_built(
+        (64, 16, 16, 16, 10),
+        ["dense", "batch_norm", "layer_norm", "dense"],
+        output="softmax",
+        loss="softmax_cross_entropy",
+    )
+    src = numpy_module.render(derive(net), "kinds_classifier")
+    return load(src, "kinds_classifier", tmp_path_factory.mktemp("kinds"))
+
+
+def test_fused_softmax_network_matches_central_differences(classifier_module):
+    mod = classifier_module
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 64))
+    y = np.eye(10)[rng.integers(0, 10, 5)]
+    params = random_params(mod, np.float64, seed=6)
+    _, grads = mod.backprop(params, x, y, state=mod.init_state())
+    numeric = central_differences(mod, params, x, y)
+    for pair, ref_pair in zip(grads, numeric, strict=True):
+        for grad, ref in zip(pair, ref_pair, strict=True):
+            np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_fit_reduces_the_loss_and_predict_reads_running_statistics(classifier_module):
+    """Training through ``fit`` on the digits; ``predict`` uses the running statistics
+    (its labels do not depend on the other rows of the batch)."""
+    from sklearn.datasets import load_digits
+
+    mod = classifier_module
+    x, labels = load_digits(return_X_y=True)
+    x = x[:600] / 16.0
+    y = np.eye(10)[labels[:600]]
+    mod.reset_state()
+    params = mod.init_params(0)
+    history = mod.fit(params, x, y, epochs=5, batch_size=32, seed=0)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert mod.STATE["running_var2"].mean() != 1.0  # fit moved the running statistics
+    whole = mod.predict(params, x[:50])
+    one_by_one = np.concatenate([mod.predict(params, x[k : k + 1]) for k in range(50)])
+    np.testing.assert_array_equal(whole, one_by_one)
+    assert mod.score(params, x, y) > 0.6  # chance is 0.1
