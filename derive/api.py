@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import files, naming, proof, spec
+from . import emittable, files, naming, proof, spec
 from . import graph as graph_module
 from .backends.numpy import module as numpy_module
 from .check import Check
@@ -201,6 +201,9 @@ class Derived:
     def source(self) -> str:
         """The generated module's code."""
         self._require_proof("the module")
+        refused = emittable.refusal(self.network, "numpy")
+        if refused is not None:
+            raise spec.SpecError(refused)
         if self._source is None:
             self._source = numpy_module.render(self.derivation, self.name)
         return self._source
@@ -227,7 +230,7 @@ class Derived:
 
 
 def derive(
-    layers: str | Sequence[int],
+    layers: str | Sequence[int | str],
     activation: str | Sequence[str] = "tanh",
     loss: str = "l2",
     *,

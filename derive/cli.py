@@ -19,6 +19,7 @@ from . import (
     backends,
     catalog,
     defaults,
+    emittable,
     extra_outputs,
     files,
     naming,
@@ -243,6 +244,9 @@ def run(argv: list[str] | None) -> int:
     command = naming.spec_command(network)
     backend = target(args.target)
     outputs: list[files.Output] = []
+    refused = emittable.refusal(network, args.target)
+    if refused is not None and not args.latex:
+        raise UsageError(f"--layers {args.layers}: {refused}")
     if not args.latex:
         outputs.append(
             files.Output(

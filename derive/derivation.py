@@ -12,7 +12,7 @@ These are outputs of the rules, not inputs: ``proof`` checks them exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
@@ -142,10 +142,17 @@ class Derivation:
     network: Network
     deltas: dict[int, Expr]  # δ_l, in terms of δ_{l+1} (or ∂L/∂Ŷ for l = L)
     gradients: dict[Var, Expr]  # ∂L/∂W_l and ∂L/∂b_l, in terms of δ_l
+    named: dict[Var, Expr] = field(default_factory=dict)
+    """Every named adjoint (δ_l, and ā_l, ĝ_l of the other kinds) → its definition, in
+    chain order from the output; for a dense network the δ_l of ``deltas``."""
+
+    def definitions(self) -> dict[Var, Expr]:
+        """Each named adjoint → its definition (``named``, or the deltas when not given)."""
+        return self.named or {model.delta(layer): d for layer, d in self.deltas.items()}
 
     def unrolled(self, expr: Expr) -> Expr:
-        """``expr`` with every δ replaced by its definition (a closed form)."""
-        mapping = {model.delta(layer): d for layer, d in self.deltas.items()}
+        """``expr`` with every named adjoint replaced by its definition (a closed form)."""
+        mapping = self.definitions()
         previous = None
         while previous != expr:
             previous, expr = expr, substitute(expr, mapping)
@@ -164,9 +171,10 @@ def derive(network: Network) -> Derivation:
         seeds[model.PENALTY] = ONE
     adjoints = backward(network.steps() + network.penalty_steps(), seeds)
     names = network.adjoint_names()
-    deltas = {_layer(names[v]): adj for v, adj in adjoints.items() if v in names}
+    named = {names[v]: adj for v, adj in adjoints.items() if v in names}
+    deltas = {_layer(v): adj for v, adj in named.items() if v.kind is Kind.DELTA}
     gradients = {p: adjoints[p] for p in network.parameters()}
-    return Derivation(network, deltas, gradients)
+    return Derivation(network, deltas, gradients, named)
 
 
 def output_lemma_chain(layer: int, fused: bool = False) -> tuple[list[Step], dict[Var, Expr]]:

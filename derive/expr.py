@@ -52,6 +52,13 @@ class Kind(Enum):
     SUM_ADJOINT_XHAT = "sum_gx"  # and Σ of adjoint ⊙ x̂, each computed once
     RUNNING_MEAN = "running_mean"  # a batch norm's running μ, read when not training
     RUNNING_VAR = "running_var"  # a batch norm's running (unbiased) variance, likewise
+    # a residual block l and a dropout layer l (issue 14)
+    HIDDEN = "h"  # h_l = σ(z_l), the residual branch before the skip add
+    OUTPUT_GRAD = (
+        "abar"  # ā_l = ∂L/∂a_l, a residual, normalization or dropout output's named adjoint
+    )
+    PROJ = "proj"  # P_l, a residual block's learned projection n_{l-1} x n_l ("P" is the penalty)
+    MASK = "M"  # M_l, a dropout layer's 0/1 mask: an input of the network, given in proofs
 
 
 class IRNode:

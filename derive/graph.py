@@ -15,7 +15,7 @@ import re
 import subprocess
 
 from .expr import assert_never
-from .layers import Dense
+from .layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
 from .model import Network, a, z
 from .naming import subscript
 from .tools import need
@@ -78,6 +78,8 @@ def dot(network: Network, title: str = "", header: str = "") -> str:
         match network.layers[layer - 1]:
             case Dense(activation=activation):
                 act = activation.name
+            case Residual() | LayerNorm() | BatchNorm() | Dropout():
+                raise ValueError("the graph draws dense layers only (for now)")
             case _ as other:
                 assert_never(other)
         lines += [

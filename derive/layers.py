@@ -43,9 +43,11 @@ from .expr import (
     Mean,
     Penalty,
     Power,
+    Scale,
     Spread,
     Sub,
     Var,
+    assert_never,
 )
 
 
@@ -94,6 +96,11 @@ def a(layer: int) -> Var:
 
 def delta(layer: int) -> Var:
     return Var(Kind.DELTA, layer)
+
+
+def abar(layer: int) -> Var:
+    """ā_l = ∂L/∂a_l, the named adjoint of a residual, normalization or dropout layer's output."""
+    return Var(Kind.OUTPUT_GRAD, layer)
 
 
 def adjoint_names(steps: list[Step]) -> dict[Var, Var]:
@@ -176,8 +183,123 @@ def dense_lemma_chain(layer: int, penalty: bool = False) -> tuple[list[Step], di
     return numbered(steps), seeds
 
 
-AnyLayer: TypeAlias = Dense
-"""Every layer kind, a closed union: readers ``match layer:`` over it (see the module docstring)."""
+@dataclass(frozen=True)
+class Residual:
+    """A residual dense block of index l: z_l = a_{l-1} W_l + b_l, h_l = σ(z_l) and
+    a_l = h_l + a_{l-1} (widths equal), or a_l = h_l + a_{l-1} P_l with ``projection``.
+
+    z_l's adjoint is named δ_l and a_l's ā_l, so the derivation shows the skip term:
+    ∂L/∂a_{l-1} = ā_l + δ_l W_lᵀ (or ā_l P_lᵀ + δ_l W_lᵀ).
+    """
+
+    index: int
+    n_in: int
+    n_out: int
+    activation: Activation
+    projection: bool = False
+
+    @property
+    def input(self) -> Var:
+        return a(self.index - 1)
+
+    @property
+    def output(self) -> Var:
+        return a(self.index)
+
+    @property
+    def hidden(self) -> Var:
+        return Var(Kind.HIDDEN, self.index)
+
+    @property
+    def proj(self) -> Var:
+        return Var(Kind.PROJ, self.index)
+
+    def skip(self) -> Expr:
+        """What the skip connection adds: a_{l-1}, or a_{l-1} P_l."""
+        return MatMul(self.input, self.proj) if self.projection else self.input
+
+    def steps(self) -> list[Step]:
+        """z_l (adjoint δ_l), h_l, a_l (adjoint ā_l); indices are set by the network."""
+        k = self.index
+        return [
+            Step(0, z(k), Add(MatMul(self.input, W(k)), b(k)), k, delta(k)),
+            Step(0, self.hidden, Activate(k, z(k)), k),
+            Step(0, self.output, Add(self.hidden, self.skip()), k, abar(k)),
+        ]
+
+    def parameters(self) -> tuple[Var, ...]:
+        """W_l, b_l, then P_l with a projection."""
+        return (W(self.index), b(self.index), *((self.proj,) if self.projection else ()))
+
+    def weights(self) -> tuple[Var, ...]:
+        """The matrices ``--l2`` penalises: W_l and P_l (not b_l)."""
+        return (W(self.index), *((self.proj,) if self.projection else ()))
+
+    def lemma_chain(self, penalty: bool = False) -> tuple[list[Step], dict[Var, Expr]]:
+        """The block fed by an arbitrary upstream gradient G = ∂L/∂a_l (with ``penalty``
+        the objective also holds λ/2 ‖·‖_F² of its weights)."""
+        return _block_lemma_chain(self, self.weights() if penalty else ())
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Inverted dropout of index l: a_l = a_{l-1} ⊙ M_l / (1 - p), the mask M_l a 0/1 input.
+
+    ``rate`` p is an exact SymPy number in [0, 1) (or a symbol, for the lemma proved for
+    every p).  No parameters; the mask is an input of the network like X (drawn by the
+    module's seeded generator, given in proofs).
+    """
+
+    index: int
+    width: int
+    rate: sp.Expr
+
+    @property
+    def input(self) -> Var:
+        return a(self.index - 1)
+
+    @property
+    def output(self) -> Var:
+        return a(self.index)
+
+    @property
+    def mask(self) -> Var:
+        return Var(Kind.MASK, self.index)
+
+    @property
+    def scale(self) -> sp.Expr:
+        """1 / (1 - p): what keeps the expected output equal to the input."""
+        return 1 / (1 - self.rate)
+
+    def steps(self) -> list[Step]:
+        """a_l (adjoint ā_l); the index is set by the network."""
+        masked = Scale(Hadamard(self.input, self.mask), self.scale)
+        return [Step(0, self.output, masked, self.index, abar(self.index))]
+
+    def parameters(self) -> tuple[Var, ...]:
+        return ()
+
+    def weights(self) -> tuple[Var, ...]:
+        return ()
+
+    def lemma_chain(self, penalty: bool = False) -> tuple[list[Step], dict[Var, Expr]]:
+        """The layer fed by an arbitrary upstream gradient G = ∂L/∂a_l (no weights)."""
+        return _block_lemma_chain(self, ())
+
+
+def _block_lemma_chain(
+    layer: Residual | Dropout, weights: tuple[Var, ...]
+) -> tuple[list[Step], dict[Var, Expr]]:
+    """A layer's own steps fed by G = ∂L/∂(its output), plus λ/2 ‖·‖² of ``weights``."""
+    steps = list(layer.steps())
+    seeds: dict[Var, Expr] = {layer.output: INCOMING}
+    if weights:
+        total: Expr = Penalty(weights[0])
+        for weight in weights[1:]:
+            total = Add(total, Penalty(weight))
+        steps.append(Step(0, PENALTY, total))
+        seeds[PENALTY] = SEED
+    return numbered(steps), seeds
 
 
 # --- the normalizations (issue 14) ---------------------------------------------------
@@ -202,6 +324,16 @@ class _Normalization:
     index: int
     width: int
     axis: ClassVar[Axis]
+
+    def __post_init__(self) -> None:
+        if self.index < 1:
+            raise ValueError(f"a {self.name} layer needs an index of at least 1, got {self.index}")
+        if self.width < 1 or (self.axis is Axis.FEATURES and self.width < 2):
+            least = 2 if self.axis is Axis.FEATURES else 1
+            raise ValueError(
+                f"a {self.name} layer needs a width of at least {least}, got {self.width}"
+                + (" (one feature normalizes to 0: y = β)" if self.width == 1 else "")
+            )
 
     @property
     def input(self) -> Var:
@@ -282,5 +414,34 @@ class BatchNorm(_Normalization):
 
 
 NORMALIZATIONS: tuple[type[Layer], ...] = (LayerNorm, BatchNorm)
-"""The normalization kinds; typed as ``Layer`` so that mypy checks them against the contract.
-Not in ``AnyLayer`` yet: ``Network`` builds its layers from widths and activations only."""
+"""The normalization kinds; typed as ``Layer`` so that mypy checks them against the contract."""
+
+AnyLayer: TypeAlias = Dense | Residual | LayerNorm | BatchNorm | Dropout
+"""Every layer kind, a closed union: readers ``match layer:`` over it (see the module docstring)."""
+
+Activated: TypeAlias = Dense | Residual
+"""The kinds with an activation σ_l (``--activation`` applies to them, in order)."""
+
+
+def weights(layer: AnyLayer) -> tuple[Var, ...]:
+    """The matrices of ``layer`` that ``--l2`` penalises (weights; not biases, γ, β)."""
+    match layer:
+        case Dense():
+            return (W(layer.index),)
+        case Residual() | Dropout():
+            return layer.weights()
+        case LayerNorm() | BatchNorm():
+            return ()
+        case _:
+            assert_never(layer)
+
+
+def width(layer: AnyLayer) -> int:
+    """n_l, the width of the layer's output."""
+    match layer:
+        case Dense() | Residual():
+            return layer.n_out
+        case LayerNorm() | BatchNorm() | Dropout():
+            return layer.width
+        case _:
+            assert_never(layer)

@@ -46,16 +46,27 @@ from .expr import (
     Add,
     Expr,
     Hadamard,
+    InvSqrt,
     Kind,
     Loss,
     LossGrad,
     MatMul,
+    Mean,
     Penalty,
     PenaltyGrad,
+    Power,
+    Spread,
+    SumCols,
     Transpose,
     Var,
     assert_never,
     substitute,
+)
+from .expr import (
+    Scale as DScale,
+)
+from .expr import (
+    Sub as DSub,
 )
 from .expr import (
     SumRows as DeriveSumRows,
@@ -683,6 +694,8 @@ def _from_derive(e: Expr, general: bool) -> Node:
             return NormSq(Minus(_from_derive(e.pred, general), Param("Y")))
         case Penalty() | PenaltyGrad():
             raise ValueError(f"the seed has no weight penalty ({type(e).__name__})")
+        case DSub() | DScale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+            raise ValueError(f"the seed has no normalization ({type(e).__name__})")
         case _:
             assert_never(e)
 

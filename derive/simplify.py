@@ -327,11 +327,11 @@ def _content(coefficients: list[sp.Expr], counts: list[sp.Symbol]) -> sp.Expr:
         q, rest = sp.Mul(k).as_coeff_Mul()
         rationals.append(abs(q))
         powers.append(rest.as_powers_dict())
-    common = reduce(sp.gcd, rationals)
+    common: sp.Expr = reduce(sp.gcd, rationals)  # SymPy Rationals: their gcd is one too
     for n in counts:
         low = min(int(p.get(n, 0)) for p in powers)
         common *= n**low
-    return sp.sympify(common)
+    return common
 
 
 def collect(poly: Poly, facts: Facts) -> tuple[Monomial, sp.Expr, Poly] | None:

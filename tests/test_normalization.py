@@ -358,3 +358,15 @@ def test_compact_form_matches_torch(layer):
     assert np.allclose(ours[layer.input], tx.grad.numpy(), atol=1e-10)
     assert np.allclose(ours[layer.gamma][0], tg.grad.numpy(), atol=1e-10)
     assert np.allclose(ours[layer.beta][0], tb.grad.numpy(), atol=1e-10)
+
+
+def test_layers_refuse_a_width_they_cannot_normalize():
+    from derive.layers import BatchNorm, LayerNorm
+
+    with pytest.raises(ValueError, match="layer norm layer needs a width of at least 2, got 1"):
+        LayerNorm(2, 1)
+    with pytest.raises(ValueError, match="batch norm layer needs a width of at least 1, got 0"):
+        BatchNorm(2, 0)
+    with pytest.raises(ValueError, match="index of at least 1, got 0"):
+        BatchNorm(0, 3)
+    assert BatchNorm(2, 1).parameters() == (Var(Kind.GAMMA, 2), Var(Kind.BETA, 2))
