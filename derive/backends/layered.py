@@ -5,13 +5,13 @@ for byte.  A network holding another kind is emitted from this plan: every state
 is an IR tree with the identity it implements, printed by a target's ``MatrixCode``.
 
 The backward pass is the chain rule over the whole network (``derivation.backward``)
-with one more name per layer: the adjoint of each layer's output, G_l = ∂L/∂a_l
-(``Kind.INCOMING`` at index l).  So each layer's statements read only its own G_l and
-its own intermediates, as in its one-layer lemma.  A normalization's input adjoint
-(G_{l-1}, or its own δ below) is then its lemma's compact form (``normalization``:
-the chain rule and ``simplify``, proved by ``proof_normalization``) with G = G_l, used
-only when the raw adjoint the network's chain rule gives is exactly that lemma's raw
-adjoint at G_l; otherwise the raw form is emitted (correct, merely longer).
+with one more name per layer: the adjoint of each layer's output, ā_l = ∂L/∂a_l
+(``layers.abar``, as residual and dropout layers name it).  So each layer's statements
+read only its own ā_l and its own intermediates, as in its one-layer lemma.  A
+normalization's input adjoint (ā_{l-1}) is then its lemma's compact form
+(``normalization``: the chain rule and ``simplify``, proved by ``proof_normalization``)
+with G = ā_l, used only when the raw adjoint the network's chain rule gives is exactly
+that lemma's raw adjoint at ā_l; otherwise the raw form is emitted (correct, longer).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .. import model
 from ..derivation import backward
 from ..expr import Expr, Kind, SumCols, SumRows, Var, rebuild, substitute
-from ..layers import BatchNorm, Dense, LayerNorm, Step, numbered
+from ..layers import BatchNorm, Dense, Dropout, LayerNorm, Step, abar, numbered
 
 if TYPE_CHECKING:
     from ..model import Network
@@ -34,7 +34,8 @@ class Statement:
     """``target = expr`` for the identity ``comment``; ``width`` is n for a norm's counts.
 
     ``inference`` is what the statement becomes when not training (a batch norm's
-    statistics read its running ones; dropout is the identity), None if unchanged.
+    statistics read its running ones; dropout is the identity), None if unchanged;
+    ``mask`` the dropout layer whose mask M_l the statement reads, drawn or given first.
     """
 
     target: Var
@@ -42,11 +43,13 @@ class Statement:
     comment: str
     width: int | None = None
     inference: Expr | None = None
+    mask: Dropout | None = None
 
 
 def output_adjoint(layer: int) -> Var:
-    """G_l = ∂L/∂a_l, the adjoint of layer l's output."""
-    return Var(Kind.INCOMING, layer)
+    """ā_l = ∂L/∂a_l, the adjoint of layer l's output (``layers.abar``: the residual and
+    dropout layers name it so themselves)."""
+    return abar(layer)
 
 
 def has_kinds(network: Network) -> bool:
@@ -59,7 +62,7 @@ def norm_width(layer: object) -> int | None:
 
 
 def _steps(network: Network) -> list[Step]:
-    """The network's chain, each layer's output step naming its adjoint G_l."""
+    """The network's chain, each layer's output step naming its adjoint ā_l."""
     outputs = {layer.output for layer in network.layers}
     return numbered(
         [
@@ -89,7 +92,14 @@ def plan(network: Network, text: object) -> LayeredPlan:
         layer = by_layer[step.layer]
         comment = f"f{step.index} = {text(step.target)} = {text(step.expr)}"  # type: ignore[operator]
         forward.append(
-            Statement(step.target, step.expr, comment, norm_width(layer), _inference(layer, step))
+            Statement(
+                step.target,
+                step.expr,
+                comment,
+                norm_width(layer),
+                _inference(layer, step),
+                layer if isinstance(layer, Dropout) else None,
+            )
         )
     seeds: dict[Var, Expr] = {model.LOSS: model.SEED}
     adjoints = backward(steps, seeds)
@@ -136,7 +146,7 @@ def _read_only(
     statements: list[Statement], gradients: tuple[tuple[Var, ...], ...]
 ) -> tuple[Statement, ...]:
     """The statements a gradient needs: a named adjoint no later statement reads is dropped
-    (batch norm's compact dx reads G_l and γ_l, not ĝ_l)."""
+    (batch norm's compact dx reads ā_l and γ_l, not ĝ_l)."""
     wanted = {param for group in gradients for param in group}
     kept: list[Statement] = []
     needed: set[Var] = set()
@@ -169,7 +179,10 @@ def _vars(expr: Expr) -> Iterator[Var]:
 
 
 def _inference(layer: object, step: Step) -> Expr | None:
-    """A batch norm's statistics when not training: its running mean and variance."""
+    """A batch norm's statistics when not training: its running mean and variance; a
+    dropout layer passes its input on."""
+    if isinstance(layer, Dropout):
+        return layer.input
     if isinstance(layer, BatchNorm):
         if step.target == layer.var(Kind.MEAN):
             return layer.var(Kind.RUNNING_MEAN)
@@ -181,8 +194,8 @@ def _inference(layer: object, step: Step) -> Expr | None:
 def _compact(
     layer: LayerNorm | BatchNorm, adjoints: dict[Var, Expr], steps: list[Step]
 ) -> dict[Var, Expr]:
-    """The lemma's compact dx, dγ, dβ at G = G_l, where the network's raw adjoints are the
-    lemma's raw ones at G_l (checked structurally); else nothing (the raw forms stay)."""
+    """The lemma's compact dx, dγ, dβ at G = ā_l, where the network's raw adjoints are the
+    lemma's raw ones at ā_l (checked structurally); else nothing (the raw forms stay)."""
     from ..normalization import derive_normalization
 
     lemma = derive_normalization(type(layer)(layer.index, layer.width))

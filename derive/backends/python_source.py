@@ -40,7 +40,7 @@ from ..expr import (
     Var,
     assert_never,
 )
-from ..layers import WIDTH
+from ..layers import WIDTH, Residual
 from ..model import Network
 from ..naming import subscript
 
@@ -148,6 +148,7 @@ _GREEK = {
     Kind.MEAN: "μ",
     Kind.NORMALIZED: "x̂",
     Kind.NORMALIZED_GRAD: "ĝ",
+    Kind.OUTPUT_GRAD: "ā",
     Kind.SUM_ADJOINT: "Σg",
     Kind.SUM_ADJOINT_XHAT: "Σgx̂",
 }
@@ -359,14 +360,19 @@ class MatrixCode:
         names = {catalog.z: self(arg)}
         if act.derivative_from_output is not None:
             match arg:
-                case Var(Kind.Z, int(index)):
-                    names[catalog.A] = code_name(model.a(index))
+                case Var(Kind.Z, int(index)):  # A = σ(z_l): a_l, or h_l of a residual block
+                    names[catalog.A] = code_name(self._activated(index))
                 case _:
                     raise ValueError("a'(z) through A needs z to be a stored z_l")
         if not self.inline(act, derivative=True):
             args = [names[s] for s in helper_args(act, derivative=True)]
             return self._call(helper_name(act, derivative=True), args)
         return self.scalar(code_form(act, derivative=True), names)
+
+    def _activated(self, index: int) -> Var:
+        """σ(z_l) as stored: a_l, or h_l of a residual block (whose a_l adds the skip)."""
+        layer = self.network.layers[index - 1]
+        return layer.hidden if isinstance(layer, Residual) else model.a(index)
 
     def _loss_names(self, e: Loss | LossGrad) -> dict[sp.Symbol, str]:
         names = {

@@ -68,9 +68,7 @@ def runtime_sections() -> dict[str, str]:
 def render(derivation: Derivation, name: str) -> str:
     """The generated module's source."""
     network = derivation.network
-    from .. import layered
-
-    if layered.has_kinds(network):
+    if not network.dense:
         return render_layered(derivation, name)
     loss = network.loss
     return (
@@ -272,34 +270,43 @@ def layered_sections() -> dict[str, str]:
     return {name: body.rstrip("\n") for name, body in zip(named[::2], named[1::2], strict=True)}
 
 
-def kind_name(layer: object) -> str:
-    """The kind of a layer as ``KINDS`` lists it."""
-    from ...layers import BatchNorm, Dense, LayerNorm
-
-    if isinstance(layer, Dense):
-        return "dense"
-    if isinstance(layer, LayerNorm):
-        return "layer_norm"
-    if isinstance(layer, BatchNorm):
-        return "batch_norm"
-    raise ValueError(f"the numpy target does not emit a {type(layer).__name__} layer yet")
-
-
 def _layer_text(layer: object) -> str:
-    from ...layers import BatchNorm, Dense, LayerNorm
+    from ...layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
 
-    if isinstance(layer, Dense):
-        return f"dense {layer.n_in}→{layer.n_out} ({layer.activation.name})"
-    if isinstance(layer, (LayerNorm, BatchNorm)):
+    if isinstance(layer, Dense | Residual):
+        kind = "residual" if isinstance(layer, Residual) else "dense"
+        return f"{kind} {layer.n_in}→{layer.n_out} ({layer.activation.name})"
+    if isinstance(layer, LayerNorm | BatchNorm):
         return f"{layer.name} {layer.width}"
-    raise ValueError(f"the numpy target does not emit a {type(layer).__name__} layer yet")
+    if isinstance(layer, Dropout):
+        return f"dropout {layer.width} (p = {float(layer.rate)!r})"
+    raise ValueError(f"no text for a {type(layer).__name__} layer")
+
+
+def refusal(network: Network) -> str | None:
+    """Why this target cannot emit ``network`` (one line), or None when it can."""
+    from ...layers import Residual
+
+    for layer in network.layers:
+        if isinstance(layer, Residual) and layer.projection:
+            return (
+                f"layer {layer.index} (N+proj): a residual projection P_l is not emitted by "
+                "the numpy target yet (equal widths, N+res, are)"
+            )
+    return None
 
 
 def render_layered(derivation: Derivation, name: str) -> str:
     """The generated module of a network holding layer kinds (norms): ``layered``'s plan."""
-    from ...layers import BatchNorm, Dense
+    from ...expr import Kind, Var
+    from ...layers import BatchNorm, Dense, Dropout, Residual
+    from ...model import kind_name
     from .. import layered
     from ..python_source import code_name
+
+    refused = refusal(derivation.network)
+    if refused is not None:
+        raise ValueError(refused)
 
     network = derivation.network
     loss = network.loss
@@ -309,8 +316,13 @@ def render_layered(derivation: Derivation, name: str) -> str:
     def printed(statement: layered.Statement, prefix: str = "") -> dict[str, str]:
         code.at_width(statement.width or 1)
         inference = ""
-        if statement.inference is not None:
-            inference = f"_running(state, {code(statement.inference)!r}, dtype)".replace("'", '"')
+        match statement.inference:
+            case Var(Kind.RUNNING_MEAN | Kind.RUNNING_VAR) as stat:
+                inference = f'_running(state, "{code_name(stat)}", dtype)'
+            case None:
+                pass
+            case other:
+                inference = formatted(code(other))
         target, printed_code = prefix + code_name(statement.target), formatted(code(statement.expr))
         line = f"        {target} = {printed_code}  # {statement.comment}"
         if len(f"    {target} = {printed_code}") > LINE_LENGTH:
@@ -321,6 +333,7 @@ def render_layered(derivation: Derivation, name: str) -> str:
             "comment": statement.comment,
             "inference": inference,
             "above": len(line) > LINE_LENGTH,
+            "mask": "" if statement.mask is None else str(statement.mask.index),
         }
 
     gradient_names = {p for group in the_plan.gradients for p in group}
@@ -328,18 +341,16 @@ def render_layered(derivation: Derivation, name: str) -> str:
         printed(s, "d" if s.target in gradient_names and s.comment.startswith("∂L/∂") else "")
         for s in the_plan.backward
     ]
-    for kind in map(kind_name, network.layers):  # refuse a kind not emitted, by name
-        del kind
-    pairs = [tuple(code_name(p) for p in layer.parameters()) for layer in network.layers]
-    if any(len(pair) != 2 for pair in pairs):
-        raise ValueError("the numpy target emits layers with two parameters each (W, b or γ, β)")
+    owners = [layer for layer in network.layers if layer.parameters()]
+    pairs = [tuple(code_name(p) for p in layer.parameters()) for layer in owners]
     shapes = []
-    for layer in network.layers:
-        if isinstance(layer, Dense):
+    for layer in owners:
+        if isinstance(layer, Dense | Residual):
             shapes.append(f"(({layer.n_in}, {layer.n_out}), (1, {layer.n_out}))")
         else:
             shapes.append(f"((1, {layer.width}), (1, {layer.width}))")  # type: ignore[union-attr]
     batch_norms = [layer for layer in network.layers if isinstance(layer, BatchNorm)]
+    dropouts = [layer for layer in network.layers if isinstance(layer, Dropout)]
     depth = network.layers[-1].index
     return (
         _environment()
@@ -372,7 +383,7 @@ def render_layered(derivation: Derivation, name: str) -> str:
                 shapes, "_SHAPES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = "
             ),
             normalizes_literal=tuple_literal(
-                [str(not isinstance(layer, Dense)) for layer in network.layers],
+                [str(not isinstance(layer, Dense | Residual)) for layer in owners],
                 "_NORMALIZES: tuple[bool, ...] = ",
             ),
             batch_norms_literal=tuple_literal(
@@ -380,6 +391,10 @@ def render_layered(derivation: Derivation, name: str) -> str:
                 "_BATCH_NORMS: tuple[tuple[int, int], ...] = ",
             ),
             batch_norms=[layer.index for layer in batch_norms],
+            dropouts_literal="{"
+            + ", ".join(f"{d.index}: ({d.width}, {float(d.rate)!r})" for d in dropouts)
+            + "}",
+            dropouts=bool(dropouts),
             eps=repr(EPS),
             momentum=repr(MOMENTUM),
             loss_name=loss.name,

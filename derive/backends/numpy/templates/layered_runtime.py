@@ -18,6 +18,7 @@ _NAMES: tuple[tuple[str, str], ...] = (("W1", "b1"),)
 _SHAPES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (((1, 1), (1, 1)),)
 _NORMALIZES: tuple[bool, ...] = (False,)
 _BATCH_NORMS: tuple[tuple[int, int], ...] = ()
+_DROPOUTS: dict[int, tuple[int, float]] = {}
 MOMENTUM = 0.1
 
 
@@ -199,3 +200,28 @@ def _into(out: Params | None, grads: Params, params: Params, x: Array, y: Array)
         for arr, grad in zip(pair, made, strict=True):
             np.copyto(arr, grad)
     return list(out)
+
+
+# ---- layered: masks ----
+_GENERATOR = np.random.default_rng(0)
+"""The module's generator of dropout masks (``seed_masks`` reseeds it)."""
+
+
+def seed_masks(seed: int | None) -> None:
+    """Reseed the generator the dropout masks are drawn from (None: from the OS)."""
+    global _GENERATOR
+    _GENERATOR = np.random.default_rng(seed)
+
+
+def _mask(masks: dict[int, Array] | None, layer: int, m: int, dtype: np.dtype) -> Array:
+    """M_l for a batch of m rows: given in ``masks`` (0/1 entries, shape (m, n_l)), else each
+    entry kept (1) with probability 1 - p, drawn from the module's generator."""
+    width, rate = _DROPOUTS[layer]
+    if masks is not None and layer in masks:
+        mask = np.asarray(masks[layer])
+        if mask.shape != (m, width):
+            raise ValueError(f"the mask of dropout layer {layer} must have shape {(m, width)}")
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"the mask of dropout layer {layer} must hold 0 and 1 only")
+        return mask.astype(dtype, copy=False)
+    return (_GENERATOR.random((m, width)) >= rate).astype(dtype)
