@@ -14,10 +14,10 @@ from .model import Network, kind_name
 
 def refusal(network: Network, target: str) -> str | None:
     """A one-line reason why ``target`` cannot emit ``network``, or None when it can."""
-    if target == "numpy":  # every kind but a residual projection (backends/layered.py)
-        from .backends.numpy.module import refusal as numpy_refusal
+    if target in ("numpy", "array-api"):  # every kind but a projection (backends/layered.py)
+        from .backends.layered import refusal as layered_refusal
 
-        return numpy_refusal(network)
+        return layered_refusal(network)
     kinds = list(dict.fromkeys(kind_name(x) for x in network.layers if not isinstance(x, Dense)))
     if not kinds:
         return None

@@ -315,3 +315,70 @@ def test_fit_reduces_the_loss_and_predict_reads_running_statistics(classifier):
     one_by_one = np.concatenate([mod.predict(params, x[k : k + 1]) for k in range(50)])
     np.testing.assert_array_equal(whole, one_by_one)
     assert mod.score(params, x, y) > 0.6  # chance is 0.1
+
+
+# --- the array API target: equal to the numpy target on every library it runs on -----
+
+LIBRARIES = ["numpy", "array_api_strict", "torch"]
+
+
+def render_array_api(layers, tmp_path, activation="tanh", loss="l2", name="aa_kinds"):
+    from derive.backends import array_api
+
+    network = spec.network(layers, activation, loss)
+    path = tmp_path / f"{name}.py"
+    path.write_text(array_api.render(derive(network), name))
+    return load_module(path, name)
+
+
+@pytest.fixture(scope="module")
+def array_api_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("aa_kinds")
+    layers, activation, loss = (
+        "6,8,bn,ln,8+res,drop:0.25,4",
+        "gelu,relu,softmax",
+        "softmax_cross_entropy",
+    )
+    aa = render_array_api(layers, folder, activation, loss)
+    _, np_mod = render(layers, folder, activation, loss, name="np_kinds")
+    return aa, np_mod
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_array_api_matches_the_numpy_target(array_api_pair, library, dtype, rtol):
+    import importlib
+
+    aa, np_mod = array_api_pair
+    xp = importlib.import_module(library)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 6)).astype(dtype)
+    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 5)]
+    masks = {5: (rng.random((5, 8)) >= 0.25).astype(dtype)}
+    params = random_params(np_mod, np.dtype(dtype))
+    value, grads = np_mod.backprop(params, x, y, state=np_mod.init_state(), masks=masks)
+    put = aa.as_params(params, xp)
+    got_value, got = aa.backprop(put, xp.asarray(x), xp.asarray(y), masks={5: xp.asarray(masks[5])})
+    assert np.isclose(float(got_value), value, rtol=rtol)
+    for pair, ref_pair in zip(got, grads, strict=True):
+        for grad, ref in zip(pair, ref_pair, strict=True):
+            assert str(grad.dtype).endswith(dtype)  # float32 stays float32
+            np.testing.assert_allclose(np.asarray(grad), ref, rtol=rtol, atol=rtol)
+    # inference: the running statistics after one training batch, then forward
+    state = aa.running_statistics(put, xp.asarray(x), aa.init_state(xp), {5: xp.asarray(masks[5])})
+    np_state = np_mod.init_state()
+    np_mod.backprop(params, x, y, state=np_state, masks=masks)
+    for key in np_state:
+        np.testing.assert_allclose(np.asarray(state[key]), np_state[key], rtol=rtol, atol=rtol)
+    yhat = aa.forward(put, xp.asarray(x), state=state)
+    np.testing.assert_allclose(
+        np.asarray(yhat), np_mod.forward(params, x, state=np_state), rtol=rtol, atol=rtol
+    )
+
+
+def test_array_api_dropout_needs_its_mask(array_api_pair):
+    aa, _ = array_api_pair
+    x = np.zeros((3, 6))
+    y = np.eye(4)[[0, 1, 2]]
+    with pytest.raises(ValueError, match="dropout layer 5 needs its mask"):
+        aa.backprop(aa.init_params(0), x, y)

@@ -16,17 +16,25 @@ that lemma's raw adjoint at ā_l; otherwise the raw form is emitted (correct, lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import model
 from ..derivation import backward
 from ..expr import Expr, Kind, SumCols, SumRows, Var, rebuild, substitute
-from ..layers import BatchNorm, Dense, Dropout, LayerNorm, Step, abar, numbered
+from ..layers import BatchNorm, Dense, Dropout, LayerNorm, Residual, Step, abar, numbered
 
 if TYPE_CHECKING:
+    from ..derivation import Derivation
     from ..model import Network
+    from .python_source import MatrixCode, MatrixText
+
+EPS = 1e-05
+"""ε of every normalization in a generated module (PyTorch's default)."""
+MOMENTUM = 0.1
+"""The running statistics' update weight (PyTorch's default)."""
 
 
 @dataclass(frozen=True)
@@ -238,3 +246,141 @@ def hoisted_sums(layer: LayerNorm | BatchNorm, expr: Expr) -> dict[Expr, Var]:
             return {}
         named[total] = Var(kind, layer.index)
     return named
+
+
+# --- what both Python targets' templates read ----------------------------------------
+
+
+def layer_text(layer: object) -> str:
+    """One layer as the module's docstring lists it."""
+    if isinstance(layer, Dense | Residual):
+        kind = "residual" if isinstance(layer, Residual) else "dense"
+        return f"{kind} {layer.n_in}→{layer.n_out} ({layer.activation.name})"
+    if isinstance(layer, LayerNorm | BatchNorm):
+        return f"{layer.name} {layer.width}"
+    if isinstance(layer, Dropout):
+        return f"dropout {layer.width} (p = {float(layer.rate)!r})"
+    raise ValueError(f"no text for a {type(layer).__name__} layer")
+
+
+def refusal(network: Network) -> str | None:
+    """Why the Python targets cannot emit ``network`` (one line), or None when they can."""
+    for layer in network.layers:
+        if isinstance(layer, Residual) and layer.projection:
+            return (
+                f"layer {layer.index} (N+proj): a residual projection P_l is not emitted "
+                "yet (equal widths, N+res, are)"
+            )
+    return None
+
+
+def template_fields(
+    derivation: Derivation, code: MatrixCode, text: MatrixText, running: Callable[[str], str]
+) -> dict[str, object]:
+    """The fields a layered template reads; ``running`` prints the read of a running
+    statistic by name.  Refuses (ValueError, one line) what the targets do not emit."""
+    from ..catalog import batch
+    from ..model import kind_name
+    from .python_source import LINE_LENGTH, code_name, formatted, tuple_literal
+
+    network = derivation.network
+    refused = refusal(network)
+    if refused is not None:
+        raise ValueError(refused)
+    loss = network.loss
+    the_plan = plan(network, text)
+
+    def printed(statement: Statement, prefix: str = "") -> dict[str, object]:
+        code.at_width(statement.width or 1)
+        inference = ""
+        match statement.inference:
+            case Var(Kind.RUNNING_MEAN | Kind.RUNNING_VAR) as stat:
+                inference = running(code_name(stat))
+            case None:
+                pass
+            case other:
+                inference = formatted(code(other))
+        target, printed_code = prefix + code_name(statement.target), formatted(code(statement.expr))
+        line = f"        {target} = {printed_code}  # {statement.comment}"
+        if len(f"    {target} = {printed_code}") > LINE_LENGTH:
+            raise ValueError(f"the statement for {target} is longer than a line: {printed_code}")
+        stat = ""
+        if isinstance(statement.inference, Var) and statement.inference.kind in (
+            Kind.RUNNING_MEAN,
+            Kind.RUNNING_VAR,
+        ):
+            stat = code_name(statement.inference)
+        return {
+            "target": target,
+            "code": printed_code,
+            "comment": statement.comment,
+            "inference": inference,
+            "above": len(line) > LINE_LENGTH,
+            "mask": "" if statement.mask is None else str(statement.mask.index),
+            "stat": stat,
+        }
+
+    gradient_names = {p for group in the_plan.gradients for p in group}
+    backward = [
+        printed(s, "d" if s.target in gradient_names and s.comment.startswith("∂L/∂") else "")
+        for s in the_plan.backward
+    ]
+    owners = [layer for layer in network.layers if layer.parameters()]
+    pairs = [tuple(code_name(p) for p in layer.parameters()) for layer in owners]
+    shapes = []
+    for layer in owners:
+        if isinstance(layer, Dense | Residual):
+            shapes.append(f"(({layer.n_in}, {layer.n_out}), (1, {layer.n_out}))")
+        elif isinstance(layer, LayerNorm | BatchNorm):
+            shapes.append(f"((1, {layer.width}), (1, {layer.width}))")
+    batch_norms = [layer for layer in network.layers if isinstance(layer, BatchNorm)]
+    dropouts = [layer for layer in network.layers if isinstance(layer, Dropout)]
+    depth = network.layers[-1].index
+    return {
+        "layers_text": textwrap.fill(
+            "Layers: " + "; ".join(layer_text(layer) for layer in network.layers) + ".",
+            width=LINE_LENGTH - 4,
+        ),
+        "loss_doc": textwrap.fill(
+            f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
+        ),
+        "sizes": network.sizes,
+        "sizes_literal": tuple_literal([str(n) for n in network.sizes], "SIZES: tuple[int, ...] = "),
+        "kinds_literal": tuple_literal(
+            [f'"{kind_name(layer)}"' for layer in network.layers], "KINDS: tuple[str, ...] = "
+        ),
+        "names_literal": tuple_literal(
+            [f'("{a}", "{b}")' for a, b in pairs], "_NAMES: tuple[tuple[str, str], ...] = "
+        ),
+        "shapes_literal": tuple_literal(
+            shapes, "_SHAPES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = "
+        ),
+        "normalizes_literal": tuple_literal(
+            [str(not isinstance(layer, Dense | Residual)) for layer in owners],
+            "_NORMALIZES: tuple[bool, ...] = ",
+        ),
+        "batch_norms_literal": tuple_literal(
+            [f"({layer.index}, {layer.width})" for layer in batch_norms],
+            "_BATCH_NORMS: tuple[tuple[int, int], ...] = ",
+        ),
+        "batch_norms": [layer.index for layer in batch_norms],
+        "dropouts_literal": "{"
+        + ", ".join(f"{d.index}: ({d.width}, {float(d.rate)!r})" for d in dropouts)
+        + "}",
+        "dropouts": bool(dropouts),
+        "loss_name": loss.name,
+        "loss_code": formatted(code(network.steps()[-1].expr)),
+        "uses_batch": batch in loss.gradient.free_symbols or batch in loss.scale.free_symbols,
+        "fused": network.fused,
+        "pred": f"z{depth}" if network.fused else f"a{depth}",
+        "depth": depth,
+        "param_pairs": [f"({a}, {b})" for a, b in pairs],
+        "forward": [printed(s) for s in the_plan.forward],
+        "backward": backward,
+        "grads_literal": tuple_literal(
+            [f"(d{a}, d{b})" for a, b in pairs], "    grads: Params = ", "[]", "    "
+        ),
+        "grads_return": tuple_literal(
+            [f"(d{a}, d{b})" for a, b in pairs], "    return value, ", "[]", "    "
+        ),
+    }

@@ -16,6 +16,7 @@ from ...derivation import Derivation
 from ...model import Network
 from ...naming import command_line, default_module_name, spec_command
 from ...version import __version__
+from ..layered import EPS, MOMENTUM
 from ..python_source import LINE_LENGTH, MatrixText, formatted, header_line, tuple_literal
 from . import planner
 from .printer import NumpyCode, forward_lines, helpers
@@ -258,10 +259,6 @@ LAYERED_TEMPLATE = "layered.py.jinja"
 LAYERED_RUNTIME = "layered_runtime.py"
 _LAYERED_SECTION = re.compile(r"^# ---- layered: (\w+) ----\n", re.M)
 
-EPS = 1e-05
-"""ε of every normalization in a generated module (PyTorch's default)."""
-MOMENTUM = 0.1
-"""The running statistics' update weight (PyTorch's default)."""
 
 
 def layered_sections() -> dict[str, str]:
@@ -270,88 +267,17 @@ def layered_sections() -> dict[str, str]:
     return {name: body.rstrip("\n") for name, body in zip(named[::2], named[1::2], strict=True)}
 
 
-def _layer_text(layer: object) -> str:
-    from ...layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
-
-    if isinstance(layer, Dense | Residual):
-        kind = "residual" if isinstance(layer, Residual) else "dense"
-        return f"{kind} {layer.n_in}→{layer.n_out} ({layer.activation.name})"
-    if isinstance(layer, LayerNorm | BatchNorm):
-        return f"{layer.name} {layer.width}"
-    if isinstance(layer, Dropout):
-        return f"dropout {layer.width} (p = {float(layer.rate)!r})"
-    raise ValueError(f"no text for a {type(layer).__name__} layer")
-
-
-def refusal(network: Network) -> str | None:
-    """Why this target cannot emit ``network`` (one line), or None when it can."""
-    from ...layers import Residual
-
-    for layer in network.layers:
-        if isinstance(layer, Residual) and layer.projection:
-            return (
-                f"layer {layer.index} (N+proj): a residual projection P_l is not emitted by "
-                "the numpy target yet (equal widths, N+res, are)"
-            )
-    return None
-
-
 def render_layered(derivation: Derivation, name: str) -> str:
-    """The generated module of a network holding layer kinds (norms): ``layered``'s plan."""
-    from ...expr import Kind, Var
-    from ...layers import BatchNorm, Dense, Dropout, Residual
-    from ...model import kind_name
+    """The generated module of a network holding layer kinds: ``layered``'s plan."""
     from .. import layered
-    from ..python_source import code_name
-
-    refused = refusal(derivation.network)
-    if refused is not None:
-        raise ValueError(refused)
 
     network = derivation.network
-    loss = network.loss
-    text, code = MatrixText(network), NumpyCode(network)
-    the_plan = layered.plan(network, text)
-
-    def printed(statement: layered.Statement, prefix: str = "") -> dict[str, str]:
-        code.at_width(statement.width or 1)
-        inference = ""
-        match statement.inference:
-            case Var(Kind.RUNNING_MEAN | Kind.RUNNING_VAR) as stat:
-                inference = f'_running(state, "{code_name(stat)}", dtype)'
-            case None:
-                pass
-            case other:
-                inference = formatted(code(other))
-        target, printed_code = prefix + code_name(statement.target), formatted(code(statement.expr))
-        line = f"        {target} = {printed_code}  # {statement.comment}"
-        if len(f"    {target} = {printed_code}") > LINE_LENGTH:
-            raise ValueError(f"the statement for {target} is longer than a line: {printed_code}")
-        return {
-            "target": target,
-            "code": printed_code,
-            "comment": statement.comment,
-            "inference": inference,
-            "above": len(line) > LINE_LENGTH,
-            "mask": "" if statement.mask is None else str(statement.mask.index),
-        }
-
-    gradient_names = {p for group in the_plan.gradients for p in group}
-    backward = [
-        printed(s, "d" if s.target in gradient_names and s.comment.startswith("∂L/∂") else "")
-        for s in the_plan.backward
-    ]
-    owners = [layer for layer in network.layers if layer.parameters()]
-    pairs = [tuple(code_name(p) for p in layer.parameters()) for layer in owners]
-    shapes = []
-    for layer in owners:
-        if isinstance(layer, Dense | Residual):
-            shapes.append(f"(({layer.n_in}, {layer.n_out}), (1, {layer.n_out}))")
-        else:
-            shapes.append(f"((1, {layer.width}), (1, {layer.width}))")  # type: ignore[union-attr]
-    batch_norms = [layer for layer in network.layers if isinstance(layer, BatchNorm)]
-    dropouts = [layer for layer in network.layers if isinstance(layer, Dropout)]
-    depth = network.layers[-1].index
+    fields = layered.template_fields(
+        derivation,
+        NumpyCode(network),
+        MatrixText(network),
+        lambda stat: f'_running(state, "{stat}", dtype)',
+    )
     return (
         _environment()
         .get_template(LAYERED_TEMPLATE)
@@ -361,54 +287,10 @@ def render_layered(derivation: Derivation, name: str) -> str:
             layered=layered_sections(),
             header=header_line(command_line(network, name)),
             template=f"derive/backends/numpy/{TEMPLATES}/{LAYERED_TEMPLATE}",
-            layers_text=textwrap.fill(
-                "Layers: " + "; ".join(_layer_text(layer) for layer in network.layers) + ".",
-                width=LINE_LENGTH - 4,
-            ),
-            loss_doc=textwrap.fill(
-                f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
-            ),
-            sizes=network.sizes,
-            sizes_literal=tuple_literal(
-                [str(n) for n in network.sizes], "SIZES: tuple[int, ...] = "
-            ),
-            kinds_literal=tuple_literal(
-                [f'"{kind_name(layer)}"' for layer in network.layers],
-                "KINDS: tuple[str, ...] = ",
-            ),
-            names_literal=tuple_literal(
-                [f'("{a}", "{b}")' for a, b in pairs], "_NAMES: tuple[tuple[str, str], ...] = "
-            ),
-            shapes_literal=tuple_literal(
-                shapes, "_SHAPES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = "
-            ),
-            normalizes_literal=tuple_literal(
-                [str(not isinstance(layer, Dense | Residual)) for layer in owners],
-                "_NORMALIZES: tuple[bool, ...] = ",
-            ),
-            batch_norms_literal=tuple_literal(
-                [f"({layer.index}, {layer.width})" for layer in batch_norms],
-                "_BATCH_NORMS: tuple[tuple[int, int], ...] = ",
-            ),
-            batch_norms=[layer.index for layer in batch_norms],
-            dropouts_literal="{"
-            + ", ".join(f"{d.index}: ({d.width}, {float(d.rate)!r})" for d in dropouts)
-            + "}",
-            dropouts=bool(dropouts),
             eps=repr(EPS),
             momentum=repr(MOMENTUM),
-            loss_name=loss.name,
-            loss_code=formatted(code(network.steps()[-1].expr)),
-            uses_batch=catalog.batch in loss.gradient.free_symbols
-            or catalog.batch in loss.scale.free_symbols,
-            fused=network.fused,
-            pred=f"z{depth}" if network.fused else f"a{depth}",
-            depth=depth,
-            params_targets=_unpack_target([f"({a}, {b})" for a, b in pairs], " = params"),
-            forward=[printed(s) for s in the_plan.forward],
-            backward=backward,
-            grads_literal=tuple_literal(
-                [f"(d{a}, d{b})" for a, b in pairs], "    grads: Params = ", "[]", "    "
-            ),
+            helpers=helpers(network),
+            params_targets=_unpack_target(fields.pop("param_pairs"), " = params"),  # type: ignore[arg-type]
+            **fields,
         )
     )

@@ -83,7 +83,7 @@ def _check_finite(params: Params, x: Array, y: Array) -> None:
 # ---- layered: state ----
 def init_state() -> dict[str, Array]:
     """Running statistics of every batch norm: mean 0 and variance 1 (float64), as PyTorch's."""
-    state = {}
+    state: dict[str, Array] = {}
     for layer, width in _BATCH_NORMS:
         state[f"running_mean{layer}"] = np.zeros((1, width))
         state[f"running_var{layer}"] = np.ones((1, width))
@@ -131,7 +131,7 @@ def save_params(path: str, params: Params, state: dict[str, Array] | None = None
     """Write ``params`` and the batch norms' running statistics (``state``, default the
     module's) to an .npz archive (arrays only, no pickles)."""
     _check_params(params)
-    arrays = {}
+    arrays: dict[str, Array] = {}
     for names, pair in zip(_NAMES, params, strict=True):
         arrays.update(zip(names, pair, strict=True))
     arrays.update(STATE if state is None else state)
