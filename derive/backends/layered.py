@@ -345,7 +345,9 @@ def template_fields(
             f"* the loss is {loss.name}: {loss.summary};", LINE_LENGTH, subsequent_indent="  "
         ),
         "sizes": network.sizes,
-        "sizes_literal": tuple_literal([str(n) for n in network.sizes], "SIZES: tuple[int, ...] = "),
+        "sizes_literal": tuple_literal(
+            [str(n) for n in network.sizes], "SIZES: tuple[int, ...] = "
+        ),
         "kinds_literal": tuple_literal(
             [f'"{kind_name(layer)}"' for layer in network.layers], "KINDS: tuple[str, ...] = "
         ),

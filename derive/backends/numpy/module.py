@@ -260,7 +260,6 @@ LAYERED_RUNTIME = "layered_runtime.py"
 _LAYERED_SECTION = re.compile(r"^# ---- layered: (\w+) ----\n", re.M)
 
 
-
 def layered_sections() -> dict[str, str]:
     """``layered_runtime.py``'s sections by name, verbatim."""
     _, *named = _LAYERED_SECTION.split(template_source(LAYERED_RUNTIME))
