@@ -636,6 +636,10 @@ def _sum_of_shards(network: Network) -> Check:
 def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> list[Check]:
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
+    if not network.dense:
+        from .proof_layers import verify_mixed  # it imports this module
+
+        return verify_mixed(derivation, end_to_end_depth)
 
     checks = [
         check_output_lemma(network),
