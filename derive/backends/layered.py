@@ -294,8 +294,8 @@ def template_fields(
         code.at_width(statement.width or 1)
         inference = ""
         match statement.inference:
-            case Var(Kind.RUNNING_MEAN | Kind.RUNNING_VAR) as stat:
-                inference = running(code_name(stat))
+            case Var(Kind.RUNNING_MEAN | Kind.RUNNING_VAR) as kept:
+                inference = running(code_name(kept))
             case None:
                 pass
             case other:
