@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import emittable, files, naming, proof, spec
+from . import emittable, files, naming, proof, spec, verification
 from . import graph as graph_module
 from .backends.numpy import module as numpy_module
 from .check import Check
@@ -134,9 +134,9 @@ class Derived:
 
     def latex(self) -> str:
         """The LaTeX document body (sections, text and math)."""
-        from . import latex
+        from . import latex_layers
 
-        return latex.document_body(self.derivation, self.proof_checks)
+        return latex_layers.document_body(self.derivation, self.proof_checks)
 
     @property
     def command(self) -> str:
@@ -145,9 +145,9 @@ class Derived:
 
     def document(self) -> str:
         """The standalone LaTeX document (compiles with pdflatex)."""
-        from . import latex
+        from . import latex_layers
 
-        return latex.document(self.derivation, self.proof_checks, self.command)
+        return latex_layers.document(self.derivation, self.proof_checks, self.command)
 
     def pdf(self) -> bytes:
         """The document compiled by pdflatex (``tools.ToolMissing`` when it is not installed)."""
@@ -252,7 +252,7 @@ def derive(
     network = spec.network(_text(layers, "layers"), _text(activation, "activation"), loss, l2)
     name = spec.check_module_name(naming.default_module_name(network) if name is None else name)
     derivation = derive_identities(network)
-    checks = proof.verify(derivation, end_to_end_depth=end_to_end_depth)
+    checks = verification.verify(derivation, end_to_end_depth=end_to_end_depth)
     return Derived(network, name, derivation, checks)
 
 

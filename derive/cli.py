@@ -27,6 +27,7 @@ from . import (
     report,
     seedcheck,
     spec,
+    verification,
 )
 from .derivation import derive
 from .files import Refused
@@ -272,13 +273,13 @@ def run(argv: list[str] | None) -> int:
             )
 
     derivation = derive(network)
-    checks = proof.verify(derivation, end_to_end_depth=args.end_to_end_depth)
+    checks = verification.verify(derivation, end_to_end_depth=args.end_to_end_depth)
     failed = [c for c in checks if not c.ok]
 
     if args.latex:
-        from . import latex  # imported here: code generation alone never needs it
+        from . import latex_layers  # imported here: code generation alone never needs it
 
-        sys.stdout.write(latex.document_body(derivation, checks))
+        sys.stdout.write(latex_layers.document_body(derivation, checks))
         return 1 if failed else 0
 
     print(report.title(network))

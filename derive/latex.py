@@ -51,6 +51,7 @@ from .expr import (
     assert_never,
     substitute,
 )
+from .layers import Dense, Residual
 from .model import Network
 from .version import __version__
 
@@ -161,6 +162,23 @@ def abbreviate(*exprs: sp.Expr) -> tuple[list[sp.Expr], sp.Expr | None]:
     return [e.subs(inner, U) for e in exprs], inner
 
 
+KIND_LATEX = {
+    Kind.HIDDEN: "h",
+    Kind.OUTPUT_GRAD: r"\bar{a}",
+    Kind.PROJ: "P",
+    Kind.MASK: "M",
+    Kind.GAMMA: r"\gamma",
+    Kind.BETA: r"\beta",
+    Kind.MEAN: r"\mu",
+    Kind.CENTRED: "c",
+    Kind.VARIANCE: "v",
+    Kind.INV_STD: "s",
+    Kind.NORMALIZED: r"\hat{x}",
+    Kind.NORMALIZED_GRAD: r"\hat{g}",
+}
+"""How the other layer kinds' variables print (with their layer as a subscript)."""
+
+
 class MatrixLatex:
     """Prints matrix-level expression trees.
 
@@ -195,6 +213,8 @@ class MatrixLatex:
             return v.name
         if v.kind is Kind.DELTA:
             return rf"\delta_{{{self.index(v.layer)}}}"
+        if v.kind in KIND_LATEX:
+            return f"{KIND_LATEX[v.kind]}_{{{self.index(v.layer)}}}"
         return f"{v.kind.value}_{{{self.index(v.layer)}}}"
 
     def act(self, layer: int) -> str:
@@ -476,8 +496,9 @@ def unrolled_prediction(network: Network) -> str:
 
 def _distinct_activations(network: Network) -> list[tuple[list[int], catalog.Activation]]:
     seen: dict[catalog.Activation, list[int]] = {}
-    for layer in range(1, network.depth + 1):
-        seen.setdefault(network.activation(layer), []).append(layer)
+    for layer in network.layers:
+        if isinstance(layer, Dense | Residual):  # the kinds with an activation
+            seen.setdefault(layer.activation, []).append(layer.index)
     return [(layers, act) for act, layers in seen.items()]
 
 

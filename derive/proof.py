@@ -637,9 +637,9 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
     """All checks for one network; end to end only up to ``end_to_end_depth`` layers."""
     network = derivation.network
     if not network.dense:
-        from .proof_layers import verify_mixed  # it imports this module
-
-        return verify_mixed(derivation, end_to_end_depth)
+        raise ValueError(
+            "proof.verify proves dense networks; verification.verify proves every layer kind"
+        )
 
     checks = [
         check_output_lemma(network),

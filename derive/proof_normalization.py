@@ -24,11 +24,12 @@ from functools import cache
 
 import sympy as sp
 
-from . import engine, model
+from . import catalog, engine, model
 from .catalog import LossFunction
 from .check import Check
-from .expr import Axis, Expr, Kind, Var
-from .layers import BATCH, EPS, WIDTH
+from .derivation import backward
+from .expr import Axis, Expr, Kind, Loss, Var
+from .layers import BATCH, EPS, WIDTH, BatchNorm, Dense, LayerNorm, Step, numbered
 from .normalization import Normalization, derive_normalization
 from .proof import Env, Semantics, evaluate, generic_semantics, symbols_matrix
 
@@ -159,3 +160,61 @@ def verify_normalizations() -> list[Check]:
     from .normalization import BATCH_NORM, LAYER_NORM
 
     return [check_normalization(k, size) for k in (LAYER_NORM, BATCH_NORM) for size in SIZES]
+
+
+def check_dense_then_normalization(
+    kind: type[LayerNorm] | type[BatchNorm],
+    batch: int = 2,
+    widths: tuple[int, int] = (2, 3),
+    claims: dict[Var, Expr] | None = None,
+) -> Check:
+    """A dense layer, then ``kind``, then the squared-error loss: the chain rule's own
+    gradients of W_1, b_1, γ_2, β_2 (through its named adjoints δ_1 and ĝ_2) against SymPy's
+    diff of the whole composition, with the activation an arbitrary function.
+
+    Not yet a ``Network`` (its constructor builds dense layers only): this shows the layer
+    composes with the others in ``derivation.backward`` as the contract says.  ``claims``
+    replaces derived gradients (the negative controls).
+    """
+    start = time.perf_counter()
+    n_in, n = widths
+    dense = Dense(1, n_in, n, catalog.activation("tanh"))  # σ is left arbitrary below
+    norm = kind(2, n)
+    steps = numbered(
+        [*dense.steps(), *norm.steps(), Step(0, model.LOSS, Loss(norm.output, model.Y))]
+    )
+    adjoints = backward(steps, {model.LOSS: model.SEED})
+    loss = catalog.loss_function("l2")
+    generic = generic_semantics(loss)
+    sem = Semantics(generic.activation, generic.derivative, loss, sizes={BATCH: batch, WIDTH: n})
+    env: Env = {
+        model.X: symbols_matrix("x", batch, n_in),
+        model.Y: symbols_matrix("y", batch, n),
+        model.W(1): symbols_matrix("w", n_in, n),
+        model.b(1): symbols_matrix("b", 1, n),
+        norm.gamma: symbols_matrix("gamma", 1, n),
+        norm.beta: symbols_matrix("beta", 1, n),
+    }
+    for step in steps:
+        env[step.target] = evaluate(step.expr, env, sem)
+    scalar = env[model.LOSS][0, 0]
+    names = {step.target: step.adjoint for step in steps if step.adjoint is not None}
+    for target in (norm.xhat, model.z(1)):  # ĝ_2 first: δ_1 reads it
+        env[names[target]] = evaluate(adjoints[target], env, sem)
+    problems = []
+    for var in (model.W(1), model.b(1), norm.gamma, norm.beta):
+        claimed = evaluate((claims or {}).get(var, adjoints[var]), env, sem)
+        oracle = env[var].applyfunc(lambda e: sp.diff(scalar, e))
+        ok, why = engine.identical_with_radicals(oracle, claimed)
+        if not ok:
+            problems.append(f"{var.name}: {why}")
+    return Check(
+        f"dense then {norm.name}",
+        f"the chain rule's ∂L/∂W_1, ∂L/∂b_1, ∂L/∂γ_2, ∂L/∂β_2 of a dense layer, a {norm.name} "
+        "and the squared error, through δ_1 and ĝ_2",
+        f"exact: SymPy diff of the composition, batch {batch}, widths {widths}, σ undefined, "
+        "ε > 0; each √(v + ε) a positive atom",
+        not problems,
+        time.perf_counter() - start,
+        "; ".join(problems),
+    )

@@ -56,6 +56,7 @@ from .expr import (
     PenaltyGrad,
     Power,
     Spread,
+    Sub,
     SumCols,
     Transpose,
     Var,
@@ -63,10 +64,7 @@ from .expr import (
     substitute,
 )
 from .expr import (
-    Scale as DScale,
-)
-from .expr import (
-    Sub as DSub,
+    Scale as DeriveScale,
 )
 from .expr import (
     SumRows as DeriveSumRows,
@@ -694,7 +692,7 @@ def _from_derive(e: Expr, general: bool) -> Node:
             return NormSq(Minus(_from_derive(e.pred, general), Param("Y")))
         case Penalty() | PenaltyGrad():
             raise ValueError(f"the seed has no weight penalty ({type(e).__name__})")
-        case DSub() | DScale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+        case Sub() | DeriveScale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
             raise ValueError(f"the seed has no normalization ({type(e).__name__})")
         case _:
             assert_never(e)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 
 import pytest
 import sympy as sp
 
 import derive as api
-from derive import catalog, naming, proof, proof_layers, spec
+from derive import (
+    catalog,
+    graph,
+    latex,
+    latex_layers,
+    naming,
+    proof,
+    proof_layers,
+    spec,
+    verification,
+)
 from derive.derivation import Derivation, derive
 from derive.expr import ActivateDeriv, Add, Hadamard, MatMul, Transpose
 from derive.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual, abar
 from derive.model import Network, W, a, delta, z
 from tests.cli_helpers import run_cli
+from tests.test_latex import HAS_PDFLATEX, _compile, layout_problems
 
 TANH, RELU = catalog.activation("tanh"), catalog.activation("relu")
 L2 = catalog.loss_function("l2")
@@ -223,7 +235,7 @@ def test_induction_and_end_to_end_reject_a_delta_without_the_skip_term():
 
 def test_verify_runs_every_kinds_lemma_for_a_mixed_network():
     derivation = derive(spec.network("3,3,3+res,ln,bn,drop:0.5,3+proj,2", l2=True))
-    checks = proof.verify(derivation)
+    checks = verification.verify(derivation)
     names = [c.name for c in checks]
     for expected in (
         "dense lemma",
@@ -263,3 +275,73 @@ def test_the_normalization_layers_are_instances_of_their_lemma():
     tampered[gamma] = a(2)
     wrong = Derivation(derivation.network, derivation.deltas, tampered, derivation.named)
     assert not proof_layers.check_blocks_are_lemma_instances(wrong).ok
+
+
+def test_proof_verify_refuses_a_mixed_network():
+    """proof.verify's checks are the dense ones: a mixed network goes to verification.verify."""
+    with pytest.raises(ValueError, match=r"verification\.verify"):
+        proof.verify(derive(spec.network("3,3+res,2")))
+
+
+# --- the document and the picture ------------------------------------------------
+
+
+def _document(text: str, **kw) -> tuple[str, str]:
+    derivation = derive(spec.network(text, **kw))
+    checks = verification.verify(derivation, end_to_end_depth=0)
+    command = naming.spec_command(derivation.network)
+    return latex_layers.document(derivation, checks, command), command
+
+
+def test_the_document_prints_each_kind_and_the_skip_term():
+    text, _ = _document("5,4,4+res,ln,drop:0.5,3+proj,bn,3", l2=True)
+    for heading in (
+        "Dense layer",
+        "Residual block}",
+        "Residual block with a projection",
+        "Dropout",
+        "Layer normalization",
+        "Batch normalization",
+    ):
+        assert f"\\subsection*{{{heading}" in text
+    assert r"h_{l} &= \sigma(z_{l})" in text  # per kind, not one sentence for all
+    assert r"\delta_{1} &= (\delta_{2} W_{2}^{\top} + \bar{a}_{2}) \odot \sigma'(z_{1})" in text
+    assert r"\bar{a}_{4} &= \delta_{5} W_{5}^{\top} + \bar{a}_{5} P_{5}^{\top}" in text
+    assert r"M_{4}" in text and r"P_{5}" in text and r"\gamma_{3}" in text
+    assert "FAILED" not in text
+
+
+def test_a_dense_network_keeps_its_document():
+    derivation = derive(spec.network("4,3"))
+    checks = verification.verify(derivation, end_to_end_depth=0)
+    assert latex_layers.document_body(derivation, checks) == latex.document_body(derivation, checks)
+
+
+@pytest.mark.skipif(not HAS_PDFLATEX, reason="pdflatex is not installed")
+def test_the_mixed_document_compiles_without_overfull_boxes(tmp_path):
+    text, _ = _document("5,4,4+res,ln,drop:0.5,3+proj,bn,3")
+    pages, hboxes, vboxes = layout_problems(_compile(tmp_path, text))
+    assert 0 < pages <= 12 and not hboxes and vboxes == 0, (pages, hboxes, vboxes)
+
+
+def test_the_graph_draws_skip_connections_and_each_kind():
+    text = graph.dot(spec.network("5,4,4+res,ln,drop:0.5,3+proj,bn,3"))
+    assert text.count('label="skip"') == 2  # the two residual blocks
+    for kind in ("dense", "residual", "layer norm", "dropout", "batch norm"):
+        assert f": {kind}, width" in text
+    assert "M4 [" in text and "proj5 -> f" in text and "gamma3 -> f" in text
+    assert graph.dot(spec.network("4,3")) == graph.dot(Network((4, 3), (TANH,), L2))
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot")
+def test_the_mixed_graph_renders():
+    assert graph.render(graph.dot(spec.network("5,4,4+res,ln,3")), "svg").startswith(b"<?xml")
+
+
+def test_the_cli_prints_a_mixed_derivation_with_latex(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(capsys, "--layers", "4,3,3+res,drop:0.5,2", "--latex")
+    assert result.returncode == 0, result.stderr
+    assert "\\subsection*{Residual block}" in result.stdout
+    assert r"\frac{a_{2} \odot M_{3}}{1 - p_{3}}" in result.stdout
+    assert list(tmp_path.iterdir()) == []

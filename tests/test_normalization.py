@@ -7,7 +7,7 @@ import shutil
 import pytest
 import sympy as sp
 
-from derive import engine, model
+from derive import catalog, engine, model
 from derive.catalog import LossFunction
 from derive.derivation import pull
 from derive.expr import (
@@ -26,7 +26,7 @@ from derive.expr import (
     total,
 )
 from derive.latex_normalization import document, equations
-from derive.layers import BATCH, EPS, WIDTH
+from derive.layers import BATCH, EPS, WIDTH, BatchNorm, LayerNorm
 from derive.normalization import (
     BATCH_NORM,
     LAYER_NORM,
@@ -36,7 +36,7 @@ from derive.normalization import (
     shapes,
 )
 from derive.proof import Semantics, evaluate, symbols_matrix
-from derive.proof_normalization import SIZES, check_normalization
+from derive.proof_normalization import SIZES, check_dense_then_normalization, check_normalization
 from derive.shapes import ShapeError, shape
 from derive.simplify import (
     RULES,
@@ -361,8 +361,6 @@ def test_compact_form_matches_torch(layer):
 
 
 def test_layers_refuse_a_width_they_cannot_normalize():
-    from derive.layers import BatchNorm, LayerNorm
-
     with pytest.raises(ValueError, match="layer norm layer needs a width of at least 2, got 1"):
         LayerNorm(2, 1)
     with pytest.raises(ValueError, match="batch norm layer needs a width of at least 1, got 0"):
@@ -370,3 +368,42 @@ def test_layers_refuse_a_width_they_cannot_normalize():
     with pytest.raises(ValueError, match="index of at least 1, got 0"):
         BatchNorm(0, 3)
     assert BatchNorm(2, 1).parameters() == (Var(Kind.GAMMA, 2), Var(Kind.BETA, 2))
+
+
+# --- composed with a dense layer and a loss -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param(LayerNorm, marks=pytest.mark.slow), BatchNorm], ids=["layer", "batch"]
+)
+def test_dense_then_normalization_is_proved(kind):
+    check = check_dense_then_normalization(kind)
+    assert check.ok, check.detail
+
+
+def test_dense_then_normalization_rejects_a_wrong_gradient():
+    """Negative control: ∂L/∂γ_2 claimed as 1ᵀ ĝ_2 (the x̂ factor forgotten)."""
+    norm = BatchNorm(2, 3)
+    claims = {norm.gamma: SumRows(norm.var(Kind.NORMALIZED_GRAD))}
+    check = check_dense_then_normalization(BatchNorm, claims=claims)
+    assert check.status.value == "failed" and check.detail.startswith("gamma2")
+
+
+@pytest.mark.parametrize("kind", [LayerNorm, BatchNorm], ids=["layer", "batch"])
+def test_the_composed_chain_instantiates_the_lemma(kind):
+    """In dense → normalization → loss, the normalization's identities are, term for term,
+    its lemma's with G := ∂L/∂y (structural, like ``proof.check_layers_are_lemma_instances``)."""
+    from derive.derivation import backward
+    from derive.expr import ActivateDeriv, Loss, LossGrad, substitute
+    from derive.layers import Dense, Step, numbered
+
+    dense, norm = Dense(1, 2, 3, catalog.activation("tanh")), kind(2, 3)
+    steps = numbered(
+        [*dense.steps(), *norm.steps(), Step(0, model.LOSS, Loss(norm.output, model.Y))]
+    )
+    chain = backward(steps, {model.LOSS: model.SEED})
+    lemma = backward(*norm.lemma_chain())
+    upstream = {G: LossGrad(norm.output, model.Y)}
+    for var in (norm.xhat, norm.gamma, norm.beta):
+        assert chain[var] == substitute(lemma[var], upstream)
+    assert chain[model.z(1)] == Hadamard(lemma[norm.input], ActivateDeriv(1, model.z(1)))
