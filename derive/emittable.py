@@ -1,8 +1,8 @@
 """Which networks the code generators can emit today: refuse the rest, never emit wrong code.
 
 The derivation, the proof and the LaTeX handle every layer kind (``layers.AnyLayer``);
-the numpy and array-API targets emit dense layers only until their emission of the
-other kinds lands (issue 14).  One function, asked by the CLI and the Python API
+the numpy and array-API targets emit every kind but a residual projection
+(``backends/layered.refusal``).  One function, asked by the CLI and the Python API
 before they render a module.
 """
 
