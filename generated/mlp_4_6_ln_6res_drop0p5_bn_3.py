@@ -27,6 +27,9 @@ variance unbiased (times m/(m − 1)).  ``forward`` (``training=False``, the def
 Dropout (inverted): in training each mask M_l is drawn from the module's seeded generator
 (``seed_masks``) unless ``masks={l: M_l}`` gives it; in inference the layer is the identity.
 
+``fit``'s optimizers treat the first of each pair as its weights: ``weight_decay`` (the
+optimizer's) decays γ_l too, as PyTorch's optimizers decay every parameter given to them.
+
 The statements allocate their results (the in-place planner covers dense networks
 only): ``out`` receives copies.  Arrays of float32 stay float32 and float64 stay
 float64; x, y and params must share one floating dtype.
@@ -489,12 +492,23 @@ def backprop(
 def _penalised_backprop(
     params: Params, x: Array, y: Array, out: Params | None, l2: float
 ) -> tuple[float, Params]:
-    """``backprop`` for the training runtime: a step of ``fit`` writes into ``out`` and
-    updates the running statistics; a call without ``out`` (a validation loss, gradcheck)
-    leaves them."""
+    """``backprop`` for the training runtime: a step of ``fit`` writes into ``out``, updates
+    the running statistics and draws masks; a call without ``out`` (a validation loss,
+    ``gradcheck``) leaves the statistics and uses the same masks at every call (drawn from
+    a generator seeded 0), so that its loss is a function of the params alone."""
     if l2:
         raise ValueError(f"l2={l2!r}: this module was derived without the L2 penalty (--l2)")
-    return backprop(params, x, y, out, update_state=out is not None)
+    if out is not None:
+        return backprop(params, x, y, out)
+    fixed = np.random.default_rng(0)
+    rows = np.shape(x)[0] if np.ndim(x) == 2 else 1
+    masks = {
+        layer: (fixed.random((rows, width)) >= rate).astype(np.float64)
+        for layer, (width, rate) in _DROPOUTS.items()
+    }
+    return backprop(params, x, y, update_state=False, masks=masks)
+
+
 
 
 __all__ += [

@@ -382,3 +382,11 @@ def test_array_api_dropout_needs_its_mask(array_api_pair):
     y = np.eye(4)[[0, 1, 2]]
     with pytest.raises(ValueError, match="dropout layer 5 needs its mask"):
         aa.backprop(aa.init_params(0), x, y)
+
+
+def test_the_modules_gradcheck_passes_with_dropout_and_batch_norm(mixed):
+    """``gradcheck`` (training.py) sees the same masks at every call, so it can pass."""
+    _, mod = mixed
+    x, y = data(np.float64, m=4, seed=8)
+    params = random_params(mod, np.float64, seed=9)
+    assert mod.gradcheck(params, x, y) < 1e-3  # "well below 1e-3" for a right backprop
