@@ -502,13 +502,11 @@ def _penalised_backprop(
         return backprop(params, x, y, out)
     fixed = np.random.default_rng(0)
     rows = np.shape(x)[0] if np.ndim(x) == 2 else 1
-    masks = {
+    masks: dict[int, Array] = {
         layer: (fixed.random((rows, width)) >= rate).astype(np.float64)
         for layer, (width, rate) in _DROPOUTS.items()
     }
     return backprop(params, x, y, update_state=False, masks=masks)
-
-
 
 
 __all__ += [
