@@ -390,3 +390,32 @@ def test_the_modules_gradcheck_passes_with_dropout_and_batch_norm(mixed):
     x, y = data(np.float64, m=4, seed=8)
     params = random_params(mod, np.float64, seed=9)
     assert mod.gradcheck(params, x, y) < 1e-3  # "well below 1e-3" for a right backprop
+
+
+def test_a_norms_dx_is_its_lemmas_compact_form_only_when_the_raw_forms_agree(mixed):
+    """The compact dx is used where the network's raw adjoint is the lemma's at ā_l (the
+    module computes Σg, Σgx̂ once); a different raw adjoint keeps the raw form."""
+    from derive.backends import layered
+    from derive.backends.python_source import MatrixText
+    from derive.expr import Kind, Var
+
+    network, mod = mixed
+    source = open(mod.__file__, encoding="utf-8").read()
+    assert "sum_gx2 = " in source and "sum_gx5 = " in source
+    norm = network.layers[1]
+    steps = layered._steps(network)
+    adjoints = layered.backward(steps, {layered.model.LOSS: layered.model.SEED})
+    assert norm.input in layered._compact(norm, adjoints, steps)
+    tampered = {**adjoints, norm.input: Var(Kind.DELTA, 9)}
+    assert norm.input not in layered._compact(norm, tampered, steps)
+    plan = layered.plan(network, MatrixText(network))
+    assert any(s.target == Var(Kind.SUM_ADJOINT_XHAT, 2) for s in plan.backward)
+
+
+def test_check_finite_names_the_bad_input(mixed):
+    _, mod = mixed
+    x, y = data(np.float64)
+    params = random_params(mod, np.float64)
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match="x contains NaN"):
+        mod.backprop(params, x, y, check_finite=True)
