@@ -1,8 +1,8 @@
 """Which networks the code generators can emit today: refuse the rest, never emit wrong code.
 
 The derivation, the proof and the LaTeX handle every layer kind (``layers.AnyLayer``);
-the numpy and array-API targets emit dense layers only until their emission of the
-other kinds lands (issue 14).  One function, asked by the CLI and the Python API
+the numpy and array-API targets emit every kind but a residual projection
+(``backends/layered.refusal``).  One function, asked by the CLI and the Python API
 before they render a module.
 """
 
@@ -14,6 +14,10 @@ from .model import Network, kind_name
 
 def refusal(network: Network, target: str) -> str | None:
     """A one-line reason why ``target`` cannot emit ``network``, or None when it can."""
+    if target in ("numpy", "array-api"):  # every kind but a projection (backends/layered.py)
+        from .backends.layered import refusal as layered_refusal
+
+        return layered_refusal(network)
     kinds = list(dict.fromkeys(kind_name(x) for x in network.layers if not isinstance(x, Dense)))
     if not kinds:
         return None

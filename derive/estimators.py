@@ -102,19 +102,29 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
 
     # --- training ---------------------------------------------------------------------
 
-    def _hidden(self) -> tuple[int, ...]:
+    def _hidden(self) -> tuple[str, ...]:
+        """The hidden items as ``--layers`` writes them: widths, and layer kinds given as
+        strings ("16+res", "ln", "bn", "drop:0.1"; ``spec`` checks them)."""
         sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, (int, np.integer)) else tuple(sizes)
-        if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
-            raise ValueError(
-                f"hidden_layer_sizes must be positive ints, got {self.hidden_layer_sizes!r}"
-            )
-        return tuple(int(n) for n in sizes)
+        sizes = (sizes,) if isinstance(sizes, (int, np.integer, str)) else tuple(sizes)
+        items = []
+        for n in sizes:
+            if isinstance(n, str) and n.strip():
+                items.append(n.strip())
+            elif isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1:
+                items.append(str(int(n)))
+            else:
+                raise ValueError(
+                    "hidden_layer_sizes must be positive ints or layer kinds "
+                    f"('16+res', 'ln', 'bn', 'drop:0.1'), got {self.hidden_layer_sizes!r}"
+                )
+        return tuple(items)
 
     def _module(self, n_in: int, n_out: int) -> ModuleType:
-        sizes = (n_in, *self._hidden(), n_out)
-        layers = ",".join(map(str, sizes))
-        return _build.network_module(layers, self._activations(len(sizes) - 1), self._loss)
+        hidden = self._hidden()
+        layers = ",".join([str(n_in), *hidden, str(n_out)])
+        activated = sum(1 for item in hidden if item[0].isdigit()) + 1  # dense and residual
+        return _build.network_module(layers, self._activations(activated), self._loss)
 
     def _optimizer(self, module: ModuleType, params: Params, batch: int) -> Any:
         decay = float(self.alpha) / batch
@@ -173,6 +183,10 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
             )
             validation = (x_val, t_val)
         params = module.init_params(seed=init_seed)
+        kinds = hasattr(module, "STATE")  # batch norm's running statistics, dropout's masks
+        if kinds:
+            module.reset_state()
+            module.seed_masks(fit_seed)
         optimizer = self._optimizer(module, params, batch)
         stopper = _Stopper(self, module, params, validation)
         history = module.fit(
@@ -192,6 +206,8 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
                 np.copyto(w, w_best)
                 np.copyto(b, b_best)
         self.params_ = params
+        if kinds:  # this estimator's running statistics (the module's are shared)
+            self.state_ = {key: value.copy() for key, value in module.STATE.items()}
         self.coefs_ = [w for w, _ in params]
         self.intercepts_ = [b[0] for _, b in params]
         self.loss_curve_ = list(history["loss"])
@@ -218,6 +234,8 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
         else:  # pragma: no cover - old scikit-learn
             x = self._validate_data(x, dtype=np.float64, reset=False)
         module = self._module(self.n_features_in_, self.n_outputs_)
+        if hasattr(module, "STATE"):  # batch norm on the running statistics; no dropout
+            return np.asarray(module.forward(self.params_, x, state=self.state_))
         return np.asarray(module.forward(self.params_, x))
 
 

@@ -48,6 +48,10 @@ class Kind(Enum):
     NORMALIZED_GRAD = "ghat"  # ĝ_l = ∂L/∂x̂_l, the normalization's named adjoint
     GAMMA = "gamma"  # γ_l, the learned scale row
     BETA = "beta"  # β_l, the learned shift row
+    SUM_ADJOINT = "sum_g"  # a norm's Σ of its adjoint over the normalized axis (emitted code)
+    SUM_ADJOINT_XHAT = "sum_gx"  # and Σ of adjoint ⊙ x̂, each computed once
+    RUNNING_MEAN = "running_mean"  # a batch norm's running μ, read when not training
+    RUNNING_VAR = "running_var"  # a batch norm's running (unbiased) variance, likewise
     # a residual block l and a dropout layer l (issue 14)
     HIDDEN = "h"  # h_l = σ(z_l), the residual branch before the skip add
     OUTPUT_GRAD = (

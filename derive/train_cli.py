@@ -305,7 +305,10 @@ def run(argv: list[str]) -> int:
     seconds = time.perf_counter() - started
     epochs = len(history["loss"])
     for part, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
-        value = module.backprop(params, xs, _targets(module, ys))[0]
+        if hasattr(module, "STATE"):  # layer kinds: inference (running statistics, no dropout)
+            value = module.loss(params, xs, _targets(module, ys))
+        else:
+            value = module.backprop(params, xs, _targets(module, ys))[0]
         mean = value if loss == "mse" else value / len(xs)
         metric = "accuracy" if not regression else "R²"
         print(f"{part:5}: loss {mean:.4f}, {metric} {module.score(params, xs, ys):.4f}")

@@ -161,3 +161,30 @@ def test_readme_estimators_example_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "mlpclassifier__learning_rate_init" in result.stdout
     assert float(result.stdout.split()[-1]) > 0.9
+
+
+def test_classifier_with_layer_kinds_keeps_its_own_running_statistics():
+    """hidden_layer_sizes takes layer kinds; batch norm's running statistics are the
+    estimator's own (``state_``), and predict reads them, row by row as in a batch."""
+    x, y = iris()
+    x = StandardScaler().fit_transform(x)
+    kinds = (8, "bn", "8+res", "ln", "drop:0.1")
+    clf = derive.MLPClassifier(
+        kinds,
+        activation="tanh",
+        batch_size=16,
+        learning_rate_init=0.01,
+        max_iter=60,
+        random_state=0,
+    )
+    clf.fit(x, y)
+    assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
+    assert clf.score(x, y) > 0.8
+    assert set(clf.state_) == {"running_mean2", "running_var2"}
+    labels = clf.predict(x[:20])
+    np.testing.assert_array_equal(labels, [clf.predict(x[k : k + 1])[0] for k in range(20)])
+    other = derive.MLPClassifier(kinds, activation="tanh", max_iter=5, random_state=1).fit(x, y)
+    assert not np.array_equal(other.state_["running_mean2"], clf.state_["running_mean2"])
+    np.testing.assert_array_equal(clf.predict(x[:20]), labels)  # the other fit left ours alone
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be positive ints or layer kinds"):
+        derive.MLPClassifier((8, None)).fit(x, y)

@@ -27,12 +27,34 @@ def test_runtime_file_is_linted_and_formatted():
 
 
 def test_every_section_is_in_every_generated_module():
+    """A dense module holds every runtime section; a module with layer kinds (from
+    layered.py.jinja) the arrays section and every section of layered_runtime.py."""
     sections = numpy_module.runtime_sections()
     assert set(sections) == {"checks", "arrays", "params_io", "workspace", "names"}
+    layered = numpy_module.layered_sections()
+    assert set(layered) == {"params", "state", "io", "out", "masks"}
+    kinds = 0
     for path in (ROOT / "generated").glob("*.py"):
         text = path.read_text(encoding="utf-8")
-        for name, body in sections.items():
+        if "templates/layered.py.jinja" in text.splitlines()[1]:
+            kinds += 1
+            wanted = {"arrays": sections["arrays"], **layered}
+        else:
+            wanted = sections
+        for name, body in wanted.items():
             assert body and body in text, (path.name, name)
+    assert kinds >= 1  # generated/ holds an example with layer kinds
+
+
+def test_the_layered_runtime_is_linted_and_typed_on_its_own(tmp_path):
+    layered = RUNTIME.parent / "layered_runtime.py"
+    assert _ruff("check", "--no-cache", str(layered)) == 0
+    assert _ruff("format", "--check", "--no-cache", str(layered)) == 0
+    copy = tmp_path / "layered_runtime.py"
+    shutil.copy(layered, copy)
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(copy)]
+    result = subprocess.run(mypy, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
 
 
 def test_a_changed_section_changes_the_rendered_module(monkeypatch):

@@ -96,3 +96,17 @@ def test_outputs_go_through_the_write_path(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, *args, "--plot", "mine.png")
     assert code == 2 and "not written by derive" in err and "trained" not in out
     assert (tmp_path / "mine.png").read_bytes() == b"\x89PNG\r\n\x1a\nmine"
+
+
+@pytest.mark.slow
+def test_trains_a_network_with_layer_kinds(capsys, tmp_path, monkeypatch):
+    """derive train with norms, a residual block and dropout; the final loss is inference's."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(
+        capsys,
+        *("--data", "digits", "--layers", "64,32,bn,32+res,ln,drop:0.1,10"),
+        *("--activation", "tanh", "--epochs", "5", "--seed", "0"),
+    )
+    assert code == 0, err
+    test_line = next(line for line in out.splitlines() if line.startswith("test"))
+    assert float(test_line.rpartition("accuracy ")[2]) > 0.8

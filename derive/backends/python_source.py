@@ -40,6 +40,7 @@ from ..expr import (
     Var,
     assert_never,
 )
+from ..layers import WIDTH, Residual
 from ..model import Network
 from ..naming import subscript
 
@@ -140,6 +141,20 @@ def helper_args(act: catalog.Activation, derivative: bool) -> list[sp.Symbol]:
     return [s for s in HELPER_ARGS if s in code_form(act, derivative).free_symbols]
 
 
+_GREEK = {
+    Kind.DELTA: "δ",
+    Kind.GAMMA: "γ",
+    Kind.BETA: "β",
+    Kind.MEAN: "μ",
+    Kind.NORMALIZED: "x̂",
+    Kind.NORMALIZED_GRAD: "ĝ",
+    Kind.OUTPUT_GRAD: "ā",
+    Kind.SUM_ADJOINT: "Σg",
+    Kind.SUM_ADJOINT_XHAT: "Σgx̂",
+}
+"""Names comments write as a lecture does (the code's names are ``Kind`` values)."""
+
+
 class MatrixText:
     """Prints matrix-level trees as one-line Unicode math for code comments."""
 
@@ -151,7 +166,7 @@ class MatrixText:
             return "X"
         if v == model.a(self.network.depth):
             return "Ŷ"
-        name = "δ" if v.kind is Kind.DELTA else v.kind.value
+        name = _GREEK.get(v.kind, v.kind.value)
         return name if v.layer is None else name + subscript(v.layer)
 
     def __call__(self, e: Expr) -> str:
@@ -195,7 +210,7 @@ class MatrixText:
             case Power(arg, exponent):
                 return f"{self._operand(arg)}^{exponent}"
             case InvSqrt(arg, eps):
-                return f"1/√({self(arg)} + {eps})"
+                return f"1/√({self(arg)} + {'ε' if str(eps) == 'epsilon' else eps})"
             case _:
                 assert_never(e)
 
@@ -229,8 +244,43 @@ class MatrixCode:
     ATOMIC: tuple[type[Expr], ...] = (Var, Transpose, Activate)
     """Nodes whose printed form needs no parentheses as an operand."""
 
+    EPS = "EPS"
+    """The module constant holding a normalization's ε (``InvSqrt``'s symbol)."""
+
     def __init__(self, network: Network) -> None:
         self.network = network
+        self.counts: dict[sp.Symbol, str] = {catalog.batch: "m"}
+        """The code of each count a ``Scale`` factor reads: m, and the width n of the layer
+        being printed (``at_width``)."""
+
+    def at_width(self, width: int) -> MatrixCode:
+        """This printer with n, the count of a normalization's features, read as ``width``."""
+        self.counts = {catalog.batch: "m", WIDTH: str(width)}
+        return self
+
+    def sum_cols(self, e: SumCols) -> str:
+        """The sum over the features, one column (m x 1) kept."""
+        raise NotImplementedError
+
+    def mean(self, e: Mean) -> str:
+        """The mean over the batch (1 x n kept) or the features (m x 1 kept)."""
+        raise NotImplementedError
+
+    def sqrt(self, code: str) -> str:
+        """The entrywise square root of ``code``."""
+        raise NotImplementedError
+
+    def _factor(self, factor: sp.Expr) -> str:
+        """A scale factor (1/m, -1/2, 1/n) in the counts' code; a Python float stays weak."""
+        unknown = factor.free_symbols - set(self.counts)
+        if unknown:
+            raise ValueError(f"the scale factor {factor} reads {sorted(map(str, unknown))}")
+        names = dict(self.counts)
+        numerator, denominator = sp.fraction(sp.factor(factor))
+        code = self.scalar(numerator, names)
+        if denominator != 1:
+            code = f"{code} / {self._factor(denominator)}"
+        return code if re.fullmatch(r"-?[\w.]+", code) else f"({code})"
 
     def scalar(self, expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
         raise NotImplementedError
@@ -283,8 +333,24 @@ class MatrixCode:
             case Penalty() | PenaltyGrad():
                 # the generated code adds the penalty apart, scaled by the run-time λ
                 raise ValueError(f"{type(e).__name__} is emitted by the planner's penalty groups")
-            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
-                raise ValueError(f"{type(e).__name__}: the normalizations are not emitted yet")
+            case Sub(left, right):  # operands of equal shape, or broadcast by Spread
+                return f"{self(left)} - {self._operand(right)}"
+            case Scale(arg, factor):
+                if factor == 1:
+                    return self(arg)
+                if factor == -1:
+                    return f"-{self._operand(arg)}"
+                return f"{self._factor(factor)} * {self._operand(arg)}"
+            case SumCols():
+                return self.sum_cols(e)
+            case Mean():
+                return self.mean(e)
+            case Spread(arg):  # a row (column) meets a matrix by the library's broadcasting
+                return self(arg)
+            case Power(arg, exponent):
+                return f"{self._operand(arg)}**{exponent}"
+            case InvSqrt(arg, _):  # (v + ε)^{-1/2}: ε > 0 keeps a constant row finite
+                return f"1.0 / {self.sqrt(f'{self(arg)} + {self.EPS}')}"
             case _:
                 assert_never(e)
 
@@ -294,14 +360,19 @@ class MatrixCode:
         names = {catalog.z: self(arg)}
         if act.derivative_from_output is not None:
             match arg:
-                case Var(Kind.Z, int(index)):
-                    names[catalog.A] = code_name(model.a(index))
+                case Var(Kind.Z, int(index)):  # A = σ(z_l): a_l, or h_l of a residual block
+                    names[catalog.A] = code_name(self._activated(index))
                 case _:
                     raise ValueError("a'(z) through A needs z to be a stored z_l")
         if not self.inline(act, derivative=True):
             args = [names[s] for s in helper_args(act, derivative=True)]
             return self._call(helper_name(act, derivative=True), args)
         return self.scalar(code_form(act, derivative=True), names)
+
+    def _activated(self, index: int) -> Var:
+        """σ(z_l) as stored: a_l, or h_l of a residual block (whose a_l adds the skip)."""
+        layer = self.network.layers[index - 1]
+        return layer.hidden if isinstance(layer, Residual) else model.a(index)
 
     def _loss_names(self, e: Loss | LossGrad) -> dict[sp.Symbol, str]:
         names = {
@@ -318,6 +389,8 @@ class MatrixCode:
 
     def _operand(self, e: Expr) -> str:
         text = self(e)
+        if isinstance(e, Spread):
+            return self._operand(e.arg)
         return text if isinstance(e, self.ATOMIC) else f"({text})"
 
 

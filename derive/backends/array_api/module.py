@@ -52,6 +52,8 @@ def command(derivation: Derivation, name: str) -> str:
 def render(derivation: Derivation, name: str) -> str:
     """The generated array API module's source."""
     network = derivation.network
+    if not network.dense:
+        return render_layered(derivation, name)
     loss = network.loss
     forward = printer.forward_lines(network)
     backward = printer.backward_lines(derivation)
@@ -98,5 +100,41 @@ def render(derivation: Derivation, name: str) -> str:
                 "[]",
                 "    ",
             ),
+        )
+    )
+
+
+LAYERED_TEMPLATE = "layered.py.jinja"
+
+
+def render_layered(derivation: Derivation, name: str) -> str:
+    """The module of a network holding layer kinds (``backends/layered``), array API."""
+    from .. import layered
+    from ..python_source import MatrixText
+
+    network = derivation.network
+    fields = layered.template_fields(
+        derivation,
+        printer.ArrayCode(network),
+        MatrixText(network),
+        lambda stat: f'_running(xp, state, "{stat}", dtype)',
+    )
+    helpers = printer.helpers(network)
+    everything = [str(line["code"]) for line in fields["forward"] + fields["backward"]]  # type: ignore[operator]
+    everything += [str(fields["loss_code"]), *(h.result for h in helpers)]
+    everything += [c for h in helpers for _, c in h.lines]
+    return (
+        _environment()
+        .get_template(LAYERED_TEMPLATE)
+        .render(
+            version=__version__,
+            header=header_line(command(derivation, name)),
+            template="derive/backends/array_api/" + LAYERED_TEMPLATE,
+            eps=repr(layered.EPS),
+            momentum=repr(layered.MOMENTUM),
+            helpers=helpers,
+            uses_logsumexp=any("_logsumexp(" in code for code in everything),
+            params_targets=", ".join(fields.pop("param_pairs")),  # type: ignore[arg-type]
+            **fields,
         )
     )

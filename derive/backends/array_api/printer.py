@@ -19,6 +19,9 @@ from sympy.codegen.numpy_nodes import logaddexp
 from ... import catalog, model
 from ...derivation import Derivation
 from ...expr import (
+    Axis,
+    Mean,
+    SumCols,
     SumRows,
 )
 from ...model import Network
@@ -185,6 +188,16 @@ class ArrayCode(MatrixCode):
 
     def total(self, entries: str) -> str:
         return f"xp.sum({entries})"
+
+    def sum_cols(self, e: SumCols) -> str:
+        return f"xp.sum({self(e.arg)}, axis=1, keepdims=True)"
+
+    def mean(self, e: Mean) -> str:
+        axis = 0 if e.axis is Axis.BATCH else 1
+        return f"xp.mean({self(e.arg)}, axis={axis}, keepdims=True)"
+
+    def sqrt(self, code: str) -> str:
+        return f"xp.sqrt({code})"
 
 
 def forward_lines(network: Network) -> list[Line]:

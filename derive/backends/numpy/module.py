@@ -16,6 +16,7 @@ from ...derivation import Derivation
 from ...model import Network
 from ...naming import command_line, default_module_name, spec_command
 from ...version import __version__
+from ..layered import EPS, MOMENTUM
 from ..python_source import LINE_LENGTH, MatrixText, formatted, header_line, tuple_literal
 from . import planner
 from .printer import NumpyCode, forward_lines, helpers
@@ -68,6 +69,8 @@ def runtime_sections() -> dict[str, str]:
 def render(derivation: Derivation, name: str) -> str:
     """The generated module's source."""
     network = derivation.network
+    if not network.dense:
+        return render_layered(derivation, name)
     loss = network.loss
     return (
         _environment()
@@ -248,3 +251,45 @@ def _fast_conditions(network: Network) -> list[str]:
                 f"{name}.shape == {shapes[kind]}",
             ]
     return conditions
+
+
+# --- a network with layer kinds (``backends/layered``) ---------------------------------
+
+LAYERED_TEMPLATE = "layered.py.jinja"
+LAYERED_RUNTIME = "layered_runtime.py"
+_LAYERED_SECTION = re.compile(r"^# ---- layered: (\w+) ----\n", re.M)
+
+
+def layered_sections() -> dict[str, str]:
+    """``layered_runtime.py``'s sections by name, verbatim."""
+    _, *named = _LAYERED_SECTION.split(template_source(LAYERED_RUNTIME))
+    return {name: body.rstrip("\n") for name, body in zip(named[::2], named[1::2], strict=True)}
+
+
+def render_layered(derivation: Derivation, name: str) -> str:
+    """The generated module of a network holding layer kinds: ``layered``'s plan."""
+    from .. import layered
+
+    network = derivation.network
+    fields = layered.template_fields(
+        derivation,
+        NumpyCode(network),
+        MatrixText(network),
+        lambda stat: f'_running(state, "{stat}", dtype)',
+    )
+    return (
+        _environment()
+        .get_template(LAYERED_TEMPLATE)
+        .render(
+            version=__version__,
+            runtime=runtime_sections(),
+            layered=layered_sections(),
+            header=header_line(command_line(network, name)),
+            template=f"derive/backends/numpy/{TEMPLATES}/{LAYERED_TEMPLATE}",
+            eps=repr(EPS),
+            momentum=repr(MOMENTUM),
+            helpers=helpers(network),
+            params_targets=_unpack_target(fields.pop("param_pairs"), " = params"),  # type: ignore[arg-type]
+            **fields,
+        )
+    )

@@ -14,6 +14,9 @@ import sympy as sp
 from ... import catalog, model
 from ...expr import (
     Activate,
+    Axis,
+    Mean,
+    SumCols,
     SumRows,
     Transpose,
     Var,
@@ -121,7 +124,7 @@ def helpers(network: Network) -> list[Helper]:
 class NumpyCode(MatrixCode):
     """Prints matrix-level trees as numpy expressions."""
 
-    ATOMIC = (Var, Transpose, SumRows, Activate)
+    ATOMIC = (Var, Transpose, SumRows, SumCols, Mean, Activate)
 
     def scalar(self, expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
         return scalar_code(expr, names)
@@ -134,6 +137,16 @@ class NumpyCode(MatrixCode):
 
     def total(self, entries: str) -> str:
         return f"float(np.sum({entries}))"
+
+    def sum_cols(self, e: SumCols) -> str:
+        return f"{self._operand(e.arg)}.sum(axis=1, keepdims=True)"
+
+    def mean(self, e: Mean) -> str:
+        axis = 0 if e.axis is Axis.BATCH else 1
+        return f"{self._operand(e.arg)}.mean(axis={axis}, keepdims=True)"
+
+    def sqrt(self, code: str) -> str:
+        return f"np.sqrt({code})"
 
 
 def forward_lines(network: Network) -> list[Line]:

@@ -1,0 +1,199 @@
+"""Time a network with layer kinds: derive's numpy module against PyTorch eager and JAX jit.
+
+Run ``python benchmarks/bench_kinds.py`` (``--help`` for options).  The network is the
+issue's [784, 256, (256 residual + layer norm) x2, 10] (tanh, the l2 loss) at m = 128,
+float32 and float64.  As in ``bench.py`` (whose helpers this reuses), the contenders of
+one row are timed interleaved, round after round, and the table shows medians and ratios
+from the same run, with the load other processes put on the machine; each contender is
+first checked to compute the same loss and gradients as derive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from bench import CLOCKS, LoadWatch, _cores, blas_info, limit_threads, measure  # noqa: E402
+
+from derive import spec  # noqa: E402
+from derive.backends.numpy import module as numpy_module  # noqa: E402
+from derive.derivation import derive  # noqa: E402
+
+LAYERS = "784,256,256+res,ln,256+res,ln,10"
+"""The issue's benchmark network: a dense layer, then (residual + layer norm) twice, then 10."""
+
+
+def generate(folder: Path):
+    network = spec.network(LAYERS, "tanh", "l2")
+    path = folder / "bench_kinds_module.py"
+    path.write_text(numpy_module.render(derive(network), path.stem), encoding="utf-8")
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def torch_contender(params, x, y, eps):
+    """The same network in PyTorch eager: F.layer_norm and autograd."""
+    import torch
+    import torch.nn.functional as F
+
+    (w1, b1), (w2, b2), (g3, be3), (w4, b4), (g5, be5), (w6, b6) = [
+        tuple(torch.tensor(a, requires_grad=True) for a in pair) for pair in params
+    ]
+    ps = [w1, b1, w2, b2, g3, be3, w4, b4, g5, be5, w6, b6]
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    n = w2.shape[1]
+
+    def run():
+        a1 = torch.tanh(tx @ w1 + b1)
+        a2 = torch.tanh(a1 @ w2 + b2) + a1
+        a3 = F.layer_norm(a2, (n,), g3[0], be3[0], eps)
+        a4 = torch.tanh(a3 @ w4 + b4) + a3
+        a5 = F.layer_norm(a4, (n,), g5[0], be5[0], eps)
+        value = ((torch.tanh(a5 @ w6 + b6) - ty) ** 2).sum()
+        return value.item(), torch.autograd.grad(value, ps)
+
+    return run
+
+
+def jax_contender(params, x, y, eps):
+    import jax
+    import jax.numpy as jnp
+
+    if x.dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+
+    def norm(a, g, b):
+        mu = a.mean(axis=1, keepdims=True)
+        var = ((a - mu) ** 2).mean(axis=1, keepdims=True)
+        return (a - mu) / jnp.sqrt(var + eps) * g + b
+
+    def loss(ps, x, y):
+        (w1, b1), (w2, b2), (g3, be3), (w4, b4), (g5, be5), (w6, b6) = ps
+        a1 = jnp.tanh(x @ w1 + b1)
+        a3 = norm(jnp.tanh(a1 @ w2 + b2) + a1, g3, be3)
+        a5 = norm(jnp.tanh(a3 @ w4 + b4) + a3, g5, be5)
+        return jnp.sum((jnp.tanh(a5 @ w6 + b6) - y) ** 2)
+
+    step = jax.jit(jax.value_and_grad(loss))
+    ps = [tuple(jnp.asarray(a) for a in pair) for pair in params]
+    jx, jy = jnp.asarray(x), jnp.asarray(y)
+
+    def run():
+        return jax.block_until_ready(step(ps, jx, jy))
+
+    return run
+
+
+def matmul_floor(params, x):
+    """The network's matrix products alone (forward a W, backward aᵀ δ and δ Wᵀ), in numpy:
+    the BLAS work no emitted code avoids."""
+    weights = [pair[0] for pair in params if pair[0].shape[0] != 1]
+    acts = [x] + [np.ones((x.shape[0], w.shape[1]), x.dtype) for w in weights]
+
+    def run():
+        for k, w in enumerate(weights):
+            acts[k] @ w
+            acts[k].T @ acts[k + 1]
+            if k:
+                acts[k + 1] @ w.T
+
+    return run
+
+
+def check_same(run, module, params, x, y, rtol) -> None:
+    """A contender's loss and gradients equal derive's (so both time the same work)."""
+    value, grads = module.backprop(params, x, y)
+    other_value, other = run()
+    flat = []
+    for g in other:  # torch: one tensor per parameter; jax: one pair per layer
+        flat += [np.asarray(t) for t in g] if isinstance(g, (tuple, list)) else [np.asarray(g)]
+    ours = [g for pair in grads for g in pair]
+    assert np.isclose(float(other_value), value, rtol=rtol), (other_value, value)
+    for mine, theirs in zip(ours, flat, strict=True):
+        scale = max(1.0, float(np.abs(mine).max()))
+        assert np.allclose(mine, theirs, rtol=rtol, atol=rtol * scale)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--sample", type=float, default=0.1, help="seconds per timed sample")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS, PyTorch and XLA threads")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    parser.add_argument("--no-jax", action="store_true")
+    args = parser.parse_args(argv)
+    limit_threads(args.threads)
+    import torch
+
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}"
+    )
+    print(f"# BLAS: {blas_info()}; {args.threads} thread(s) per library; {args.clock} clock")
+    print(f"# network --layers {LAYERS} (tanh, l2), m = {args.batch}")
+    print(f"# load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    rows = []
+    watch = LoadWatch()
+    with tempfile.TemporaryDirectory() as tmp:
+        module = generate(Path(tmp))
+        for dtype, rtol in (("float32", 1e-3), ("float64", 1e-9)):
+            rng = np.random.default_rng(1)
+            params = module.init_params(seed=0, dtype=dtype)
+            x = rng.standard_normal((args.batch, 784)).astype(dtype)
+            y = rng.uniform(-0.9, 0.9, (args.batch, 10)).astype(dtype)
+            contenders = {
+                "numpy matmuls": matmul_floor(params, x),
+                "derive": lambda p=params, x=x, y=y: module.backprop(p, x, y),
+            }
+            contenders["torch eager"] = torch_contender(params, x, y, module.EPS)
+            check_same(contenders["torch eager"], module, params, x, y, rtol)
+            if not args.no_jax and importlib.util.find_spec("jax"):
+                contenders["jax jit"] = jax_contender(params, x, y, module.EPS)
+                value, grads = contenders["jax jit"]()
+                check_same(lambda v=value, g=grads: (v, g), module, params, x, y, rtol)
+            machine = LoadWatch()
+            medians = measure(contenders, args.rounds, args.sample, CLOCKS[args.clock])
+            rows.append((dtype, medians, machine.foreign_cores(), os.getloadavg()[0]))
+            print(f"# {dtype} done", flush=True)
+    names = list(rows[0][1])
+    header = [
+        "dtype",
+        *[f"{n} µs" for n in names],
+        "derive/matmuls",
+        "derive/torch",
+        "derive/jax",
+        "foreign load",
+    ]
+    print()
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for dtype, m, foreign, load in rows:
+        cells = [dtype, *[f"{m[n] * 1e6:,.0f}" for n in names]]
+        cells.append(f"{m['derive'] / m['numpy matmuls']:.2f}")
+        cells.append(f"{m['derive'] / m['torch eager']:.2f}")
+        cells.append(f"{m['derive'] / m['jax jit']:.2f}" if "jax jit" in m else "–")
+        cells.append(f"{_cores(foreign)} (load avg {load:.2f})")
+        print("| " + " | ".join(cells) + " |")
+    print(
+        f"\n# load average at end {os.getloadavg()[0]:.2f}; other processes used "
+        f"{_cores(watch.foreign_cores())} of the machine's cores over the whole run"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
