@@ -385,8 +385,12 @@ def test_softmax_fused_delta_fails_without_its_assumption():
 @pytest.mark.parametrize(
     "act,loss",
     [
-        ("relu", "softmax_cross_entropy"),
-        ("gelu", "sigmoid_binary_cross_entropy"),
+        # relu + softmax and gelu + BCE at depth three (5.5 CPU-s each) are in the slow run's
+        # test_every_pair_is_proved_end_to_end_at_depth_three; by default every activation and
+        # loss is proved at depth one (test_every_activation_and_loss_is_proved_at_depth_one)
+        # and a per-layer list at depth three here
+        pytest.param("relu", "softmax_cross_entropy", marks=pytest.mark.slow),
+        pytest.param("gelu", "sigmoid_binary_cross_entropy", marks=pytest.mark.slow),
         ("elu,softplus,identity", "mse"),
     ],
 )
@@ -475,7 +479,14 @@ def test_every_pair_is_proved_end_to_end_at_depth_three(act, loss):
     assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
 
 
-CATALOG_GOLDENS = ["mlp_64_32_10.py", "mlp_8_16_1.py", "mlp_6_5_4_3.py"]
+# Every golden's bytes are regenerated and compared in the default run (tests/test_golden.py);
+# through the command line with --check, proofs included, one by default and all in the slow run
+# (3 CPU-s each for the two below).
+CATALOG_GOLDENS = [
+    pytest.param("mlp_64_32_10.py", marks=pytest.mark.slow),
+    pytest.param("mlp_8_16_1.py", marks=pytest.mark.slow),
+    "mlp_6_5_4_3.py",
+]
 
 
 @pytest.mark.parametrize("name", CATALOG_GOLDENS)
