@@ -203,27 +203,41 @@ def test_nan_in_the_input_is_not_made_finite(act, loss):
         assert np.isnan(mod.forward(params, x)[0]).all()
 
 
-def test_extreme_inputs_run_clean_under_python_dash_W_error():
-    script = (
-        "import numpy as np, importlib.util, sys\n"
-        "for path in sys.argv[1:]:\n"
-        "    s = importlib.util.spec_from_file_location('m', path)\n"
-        "    m = importlib.util.module_from_spec(s)\n"
-        "    s.loader.exec_module(m); n = m.SIZES[0]\n"
-        "    p = [(np.eye(n), np.zeros((1, n))) for _ in range(len(m.SIZES) - 1)]\n"
-        "    x = np.linspace(-1e4, 1e4, 2 * n).reshape(2, n); y = np.eye(n)[:2]\n"
-        "    v, g = m.backprop(p, x, y)\n"
-        "    assert np.isfinite(v), path\n"
-        "    assert all(np.isfinite(a).all() for pair in g for a in pair), path\n"
-    )
-    paths = [str(module("4,4,4", act, loss).__file__) for act in ACTS for loss in LOSSES]
+W_ERROR_SCRIPT = (
+    "import numpy as np, importlib.util, sys\n"
+    "for path in sys.argv[1:]:\n"
+    "    s = importlib.util.spec_from_file_location('m', path)\n"
+    "    m = importlib.util.module_from_spec(s)\n"
+    "    s.loader.exec_module(m); n = m.SIZES[0]\n"
+    "    p = [(np.eye(n), np.zeros((1, n))) for _ in range(len(m.SIZES) - 1)]\n"
+    "    x = np.linspace(-1e4, 1e4, 2 * n).reshape(2, n); y = np.eye(n)[:2]\n"
+    "    v, g = m.backprop(p, x, y)\n"
+    "    assert np.isfinite(v), path\n"
+    "    assert all(np.isfinite(a).all() for pair in g for a in pair), path\n"
+)
+
+
+def _run_clean_under_python_dash_W_error(pairs):
+    paths = [str(module("4,4,4", act, loss).__file__) for act, loss in pairs]
     done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", script, *paths],
+        [sys.executable, "-W", "error", "-c", W_ERROR_SCRIPT, *paths],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_extreme_inputs_run_clean_under_python_dash_W_error():
+    """Every activation and loss (FAST_PAIRS, below); every pair is run with warnings as errors
+    in-process above (test_extreme_inputs_stay_finite_and_correct), and under -W error in the slow
+    run (importing 32 modules in a fresh interpreter: 4.7 CPU-s)."""
+    _run_clean_under_python_dash_W_error(FAST_PAIRS)
+
+
+@pytest.mark.slow
+def test_every_pair_runs_clean_under_python_dash_W_error():
+    _run_clean_under_python_dash_W_error(itertools.product(ACTS, LOSSES))
 
 
 def test_softmax_cross_entropy_needs_rows_summing_to_one(monkeypatch):
@@ -385,8 +399,12 @@ def test_softmax_fused_delta_fails_without_its_assumption():
 @pytest.mark.parametrize(
     "act,loss",
     [
-        ("relu", "softmax_cross_entropy"),
-        ("gelu", "sigmoid_binary_cross_entropy"),
+        # relu + softmax and gelu + BCE at depth three (5.5 CPU-s each) are in the slow run's
+        # test_every_pair_is_proved_end_to_end_at_depth_three; by default every activation and
+        # loss is proved at depth one (test_every_activation_and_loss_is_proved_at_depth_one)
+        # and a per-layer list at depth three here
+        pytest.param("relu", "softmax_cross_entropy", marks=pytest.mark.slow),
+        pytest.param("gelu", "sigmoid_binary_cross_entropy", marks=pytest.mark.slow),
         ("elu,softplus,identity", "mse"),
     ],
 )
@@ -475,7 +493,14 @@ def test_every_pair_is_proved_end_to_end_at_depth_three(act, loss):
     assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
 
 
-CATALOG_GOLDENS = ["mlp_64_32_10.py", "mlp_8_16_1.py", "mlp_6_5_4_3.py"]
+# Every golden's bytes are regenerated and compared in the default run (tests/test_golden.py);
+# through the command line with --check, proofs included, one by default and all in the slow run
+# (3 CPU-s each for the two below).
+CATALOG_GOLDENS = [
+    pytest.param("mlp_64_32_10.py", marks=pytest.mark.slow),
+    pytest.param("mlp_8_16_1.py", marks=pytest.mark.slow),
+    "mlp_6_5_4_3.py",
+]
 
 
 @pytest.mark.parametrize("name", CATALOG_GOLDENS)

@@ -1,35 +1,18 @@
-"""--graph-out, --pdf-out and --seed-check from the command line, run in a subprocess."""
+"""--graph-out, --pdf-out and --seed-check from the command line, run in-process (the same
+``main`` that ``python -m derive`` runs; tests/test_cli.py runs it in a real process)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from helpers import ROOT
 
 from derive import cli, files, graph, tools
 from derive.pdf import LatexFailed, compile_pdf
 
 HAS_DOT = shutil.which("dot") is not None
 HAS_PDFLATEX = shutil.which("pdflatex") is not None
-
-
-def run(*args: str, cwd: Path, path: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    if path is not None:
-        env["PATH"] = path
-    return subprocess.run(
-        [sys.executable, "-m", "derive", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
 
 
 def main(*args: str, capsys) -> tuple[int, str, str]:
@@ -103,12 +86,13 @@ def test_a_missing_program_is_named_before_anything_is_written(tmp_path, monkeyp
 
 
 @pytest.mark.skipif(not (HAS_DOT and HAS_PDFLATEX), reason="needs Graphviz's dot and pdflatex")
-def test_png_graph_and_pdf_document(tmp_path):
-    result = run(
+def test_png_graph_and_pdf_document(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = main(
         "--layers", "4,3", "--graph-out", "g.png", "--pdf-out", "d.pdf",
-        "--end-to-end-depth", "1", cwd=tmp_path,
+        "--end-to-end-depth", "1", capsys=capsys,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert status == 0, err
     assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
     first = (tmp_path / "d.pdf").read_bytes()
     assert first.startswith(b"%PDF")

@@ -147,7 +147,11 @@ def test_scikit_learn_estimator_checks():
         check_estimator(estimator)  # every check scikit-learn has
 
 
+@pytest.mark.slow
 def test_readme_estimators_example_runs(tmp_path):
+    """Seven fits on digits (11 CPU-s): in the slow run. The default run covers the same calls
+    (make_pipeline, StandardScaler, GridSearchCV, one derivation per network) on iris in
+    test_pipeline_cross_val_and_grid_search_derive_each_network_once."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index("```python\n", text.index("\n## Estimators\n")) + len("```python\n")
     result = subprocess.run(
