@@ -8,8 +8,10 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import itertools
+import re
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import tracemalloc
@@ -153,3 +155,28 @@ def targets(loss: str, rng, m: int, n: int):
     if loss == "sigmoid_binary_cross_entropy":
         return rng.random((m, n))
     return rng.standard_normal((m, n))
+
+
+HAS_PDFLATEX = shutil.which("pdflatex") is not None
+
+
+def compile_latex(tmp_path: Path, text: str) -> str:
+    """pdflatex on ``text`` in ``tmp_path`` (it must succeed); the log."""
+    (tmp_path / "d.tex").write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    return (tmp_path / "d.log").read_text(encoding="utf-8", errors="replace")
+
+
+def layout_problems(log: str) -> tuple[int, list[float], int]:
+    """(pages, widths of overfull hboxes over 5 pt, overfull vboxes) from a pdflatex log."""
+    pages = re.search(r"Output written on \S+ \((\d+) pages?", log)
+    hboxes = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
+    vboxes = len(re.findall(r"Overfull \\vbox", log))
+    return (int(pages.group(1)) if pages else 0), [w for w in hboxes if w > 5], vboxes

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 import sympy as sp
 
 from derive import catalog, latex, naming, proof, seedcheck, shards, spec
 from derive.derivation import derive
+from tests.helpers import HAS_PDFLATEX, compile_latex, layout_problems
 
 FORBIDDEN = ["Lambda", "ArrayContraction", "\\mapsto", "Subs", "Derivative", "_xi", "Dummy"]
 JARGON = ["2x2", "a\\_l", "KroneckerDelta", "SymPy diff of", "undefined", "Indexed", "$\\to$", "->"]
-HAS_PDFLATEX = shutil.which("pdflatex") is not None
 
 
 def widths(depth: int, first: int = 20, last: int = 10) -> str:
@@ -214,27 +212,6 @@ def test_verification_section_reports_failures():
     assert "FAILED: entry (0, 0) differs" in text and "(proved)" not in text
 
 
-def _compile(tmp_path, text: str) -> str:
-    (tmp_path / "d.tex").write_text(text, encoding="utf-8")
-    result = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-2000:]
-    return (tmp_path / "d.log").read_text(encoding="utf-8", errors="replace")
-
-
-def layout_problems(log: str) -> tuple[int, list[float], int]:
-    """(pages, widths of overfull hboxes over 5 pt, overfull vboxes) from a pdflatex log."""
-    pages = re.search(r"Output written on \S+ \((\d+) pages?", log)
-    hboxes = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
-    vboxes = len(re.findall(r"Overfull \\vbox", log))
-    return (int(pages.group(1)) if pages else 0), [w for w in hboxes if w > 5], vboxes
-
-
 def test_layout_problems_reads_a_bad_log():
     """Negative control: the log parser sees overfull boxes and the page count."""
     log = (
@@ -253,7 +230,7 @@ def _check_layout(
     checks = proof.verify(derivation, end_to_end_depth=end_to_end)
     text = latex.document(derivation, checks, naming.spec_command(derivation.network))
     assert "\\allowdisplaybreaks" in text  # long displays may break across pages
-    pages, hboxes, vboxes = layout_problems(_compile(tmp_path, text))
+    pages, hboxes, vboxes = layout_problems(compile_latex(tmp_path, text))
     assert 0 < pages <= max_pages and not hboxes and vboxes == 0, (pages, hboxes, vboxes)
 
 

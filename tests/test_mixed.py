@@ -25,7 +25,7 @@ from derive.expr import ActivateDeriv, Add, Hadamard, MatMul, Transpose
 from derive.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual, abar
 from derive.model import Network, W, a, delta, z
 from tests.cli_helpers import run_cli
-from tests.test_latex import HAS_PDFLATEX, _compile, layout_problems
+from tests.helpers import HAS_PDFLATEX, compile_latex, layout_problems
 
 TANH, RELU = catalog.activation("tanh"), catalog.activation("relu")
 L2 = catalog.loss_function("l2")
@@ -320,7 +320,7 @@ def test_a_dense_network_keeps_its_document():
 @pytest.mark.skipif(not HAS_PDFLATEX, reason="pdflatex is not installed")
 def test_the_mixed_document_compiles_without_overfull_boxes(tmp_path):
     text, _ = _document("5,4,4+res,ln,drop:0.5,3+proj,bn,3")
-    pages, hboxes, vboxes = layout_problems(_compile(tmp_path, text))
+    pages, hboxes, vboxes = layout_problems(compile_latex(tmp_path, text))
     assert 0 < pages <= 12 and not hboxes and vboxes == 0, (pages, hboxes, vboxes)
 
 
