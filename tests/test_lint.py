@@ -36,6 +36,7 @@ FAST_PAIRS = [
 SPECS = [("4,3", "tanh", "l2"), ("3,5,7,2,9", "tanh", "l2")]
 SPECS += [("3,4,2", act, loss) for act, loss in FAST_PAIRS]
 SPECS += [("5,4,3,2", "leaky_relu:0.2,gelu,softmax", "softmax_cross_entropy")]
+SPECS += [("4,6,5+proj,ln,3", "tanh", "l2")]  # a projection's split and join (layered.py)
 SLOW_SPECS = [("20,50,10", "tanh", "l2"), (",".join(["3"] * 31), "tanh", "l2")]
 SLOW_SPECS += [
     ("3,4,2", act, loss) for act in ACTIVATIONS for loss in LOSSES if (act, loss) not in FAST_PAIRS
@@ -159,10 +160,13 @@ def test_every_module_is_fully_typed_and_a_bad_one_is_not(modules, tmp_path):
     network = spec.network("6,5,4", "gelu", "softmax_cross_entropy")
     rendered = folder / "xp_6_5_4_gelu.py"
     rendered.write_text(array_api.render(derive(network), rendered.stem), encoding="utf-8")
+    projected = folder / "xp_4_6_5proj_ln_3.py"
+    network = spec.network("4,6,5+proj,ln,3", "tanh", "l2")
+    projected.write_text(array_api.render(derive(network), projected.stem), encoding="utf-8")
     bad = folder / "bad.py"
     bad.write_text(BAD_SOURCE, encoding="utf-8")
-    errors, checked, output = mypy_strict(folder, [*paths, rendered, bad])
-    assert checked == len(paths) + 2, output
+    errors, checked, output = mypy_strict(folder, [*paths, rendered, projected, bad])
+    assert checked == len(paths) + 3, output
     assert set(errors) == {"bad.py"}, output
     assert "Incompatible return value type" in errors["bad.py"][0]
 
