@@ -266,8 +266,13 @@ def layer_text(layer: object) -> str:
 
 def refusal(network: Network) -> str | None:
     """Why the Python targets cannot emit ``network`` (one line), or None when they can:
-    every kind is emitted (a projection as the pair ([W_l | P_l], b_l), ``_pair_names``)."""
-    del network
+    every kind is emitted (a projection as the pair ([W_l | P_l], b_l), ``_pair_names``),
+    but not the L2 penalty (this plan's loss and gradients omit it: refused, not dropped)."""
+    if network.l2 and has_kinds(network):
+        return (
+            "--l2 with layer kinds is not emitted yet (the penalty is derived and proved, "
+            "--latex prints it; use fit's weight_decay instead)"
+        )
     return None
 
 
