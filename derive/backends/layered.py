@@ -404,7 +404,7 @@ def template_fields(
                 "w": code_name(W(layer.index)),
                 "proj": code_name(layer.proj),
                 "n": layer.n_out,
-                "text": f"[{text(W(layer.index))} | {text(layer.proj)}]",  # type: ignore[operator]
+                "text": f"[{text(W(layer.index))} | {text(layer.proj)}]",
             }
             for layer in projected
         ],
