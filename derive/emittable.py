@@ -1,8 +1,8 @@
 """Which networks the code generators can emit today: refuse the rest, never emit wrong code.
 
 The derivation, the proof and the LaTeX handle every layer kind (``layers.AnyLayer``);
-the numpy and array-API targets emit every kind but a residual projection
-(``backends/layered.refusal``).  One function, asked by the CLI and the Python API
+the numpy and array-API targets emit every kind (``backends/layered.py``; a residual
+projection as the pair ([W_l | P_l], b_l)).  One function, asked by the CLI and the Python API
 before they render a module.
 """
 
@@ -14,7 +14,7 @@ from .model import Network, kind_name
 
 def refusal(network: Network, target: str) -> str | None:
     """A one-line reason why ``target`` cannot emit ``network``, or None when it can."""
-    if target in ("numpy", "array-api"):  # every kind but a projection (backends/layered.py)
+    if target in ("numpy", "array-api"):  # every kind (backends/layered.py)
         from .backends.layered import refusal as layered_refusal
 
         return layered_refusal(network)

@@ -266,10 +266,155 @@ def test_out_receives_the_gradients(mixed):
         mod.backprop(params, x, y, [params[0], *out[1:]], state=mod.init_state())
 
 
-def test_a_residual_projection_is_refused_in_one_line():
-    network = spec.network("3,4+proj,2", "tanh", "l2")
-    with pytest.raises(ValueError, match=r"^layer 1 \(N\+proj\): a residual projection"):
-        numpy_module.render(derive(network), "proj")
+# --- the residual block with a projection: params ([W_l | P_l], b_l) ------------------
+
+PROJECTED = "3,5,4+proj,ln,3+proj,2"
+"""Two projections, one below a layer norm and one below the output (ā_{l-1} of each
+holds the skip term ā_l P_lᵀ; the first one's reaches a dense layer)."""
+
+
+@pytest.fixture(scope="module")
+def projected(tmp_path_factory):
+    return render(PROJECTED, tmp_path_factory.mktemp("proj"), name="projected")
+
+
+def projected_reference(network, params, x, y, detach_skip=False):
+    """The network in torch.nn: a Linear for W_l, b_l and a Linear without bias for P_l
+    (its weight is P_lᵀ); gradients by autograd, joined as the module's [∂W_l | ∂P_l].
+    ``detach_skip`` cuts the gradient through a_{l-1} P_l (a backward missing ā_l P_lᵀ)."""
+    dtype = torch.float64 if params[0][0].dtype == np.float64 else torch.float32
+    pieces, owned = [], iter(params)
+    a = torch.tensor(x)
+    for layer in network.layers:
+        if isinstance(layer, LayerNorm):
+            g, be = (torch.tensor(p[0], requires_grad=True) for p in next(owned))
+            pieces.append((g, be))
+            a = F.layer_norm(a, (layer.width,), g, be, EPS_TORCH)
+            continue
+        joined, bias = next(owned)
+        n = layer.n_out
+        linear = torch.nn.Linear(layer.n_in, n, dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor(joined[:, :n].T))
+            linear.bias.copy_(torch.tensor(bias[0]))
+        h = torch.tanh(linear(a))
+        if isinstance(layer, Residual) and layer.projection:
+            proj = torch.nn.Linear(layer.n_in, n, bias=False, dtype=dtype)
+            with torch.no_grad():
+                proj.weight.copy_(torch.tensor(joined[:, n:].T))
+            pieces.append((linear, proj))
+            a = h + proj(a.detach() if detach_skip else a)
+        else:
+            pieces.append((linear, None))
+            a = h
+    value = ((a - torch.tensor(y)) ** 2).sum()
+    value.backward()
+    grads = []
+    for first, second in pieces:
+        if isinstance(first, torch.nn.Linear):
+            w = first.weight.grad.numpy().T
+            if second is not None:
+                w = np.concatenate([w, second.weight.grad.numpy().T], axis=1)
+            grads.append((w, first.bias.grad.numpy()[None, :]))
+        else:
+            grads.append((first.grad.numpy()[None, :], second.grad.numpy()[None, :]))
+    return float(value.detach()), grads
+
+
+EPS_TORCH = 1e-05  # the generated module's EPS (checked in the test below)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_a_projection_matches_torch_autograd(projected, dtype, rtol):
+    network, mod = projected
+    assert mod.EPS == EPS_TORCH
+    x, y = data(dtype)
+    params = random_params(mod, dtype)
+    assert params[1][0].shape == (5, 8) and params[1][1].shape == (1, 4)  # ([W2 | P2], b2)
+    value, grads = mod.backprop(params, x, y)
+    ref_value, ref_grads = projected_reference(network, params, x, y)
+    assert isinstance(value, float) and np.isclose(value, ref_value, rtol=rtol)
+    assert_close(grads, ref_grads, rtol, dtype)
+
+
+def test_the_projection_comparison_catches_a_wrong_p_gradient_or_a_missing_skip(projected):
+    """Negative controls: ∂L/∂P_2 off by 1e-6 relative fails; so does a reference whose
+    backward lacks the skip term ā_l P_lᵀ (the module's gradients below it differ)."""
+    network, mod = projected
+    x, y = data(np.float64)
+    params = random_params(mod, np.float64)
+    _, grads = mod.backprop(params, x, y)
+    _, ref_grads = projected_reference(network, params, x, y)
+    assert_close(grads, ref_grads, 1e-10)
+    wrong = [list(pair) for pair in grads]
+    joined = wrong[1][0].copy()
+    joined[:, 4:] *= 1 + 1e-6  # the P_2 half only
+    wrong[1][0] = joined
+    with pytest.raises(AssertionError):
+        assert_close(wrong, ref_grads, 1e-10)
+    _, skipless = projected_reference(network, params, x, y, detach_skip=True)
+    with pytest.raises(AssertionError):
+        assert_close(grads, skipless, 1e-10)
+
+
+def test_a_projection_matches_central_differences_and_gradcheck(projected):
+    _, mod = projected
+    x, y = data(np.float64, m=6, seed=3)
+    params = random_params(mod, np.float64, seed=4)
+    _, grads = mod.backprop(params, x, y)
+    assert_close(grads, central_differences(mod, params, x, y, {}), 1e-6)
+    assert mod.gradcheck(params, x, y) < 1e-3
+
+
+def test_a_projection_initialises_p_like_w_and_keeps_save_load_and_out(projected, tmp_path):
+    _, mod = projected
+    joined = mod.init_params(0)[1][0]
+    assert joined.shape == (5, 8) and np.all(joined[:, 4:] != 0)  # P_2 drawn as W_2
+    params = random_params(mod, np.float32)
+    mod.save_params(str(tmp_path / "p.npz"), params)
+    loaded = mod.load_params(str(tmp_path / "p.npz"))
+    assert all(
+        a.dtype == b.dtype and np.array_equal(a, b)
+        for pair, other in zip(params, loaded, strict=True)
+        for a, b in zip(pair, other, strict=True)
+    )
+    x, y = data(np.float32)
+    _, grads = mod.backprop(params, x, y)
+    out = [tuple(np.empty_like(p) for p in pair) for pair in params]
+    mod.backprop(params, x, y, out)
+    assert_close(out, grads, 0.0, np.float32)
+    with pytest.raises(ValueError, match=r"W2proj2 must have shape \(5, 8\)"):
+        mod.backprop([params[0], (params[1][0][:, :4], params[1][1]), *params[2:]], x, y)
+
+
+def test_the_l2_penalty_with_layer_kinds_is_refused_in_one_line():
+    """The layered plan's loss and gradients omit λ/2 Σ‖W_l‖²: refused, never emitted wrong."""
+    from derive.backends import array_api
+
+    network = spec.network("3,4+proj,ln,2", "tanh", "l2", l2=True)
+    for target in (numpy_module, array_api):
+        with pytest.raises(ValueError, match=r"^--l2 with layer kinds is not emitted yet"):
+            target.render(derive(network), "proj_l2")
+
+
+def test_fit_reduces_the_loss_with_projections(tmp_path):
+    """``fit`` on the digits the other kinds train on, through two projected blocks."""
+    from sklearn.datasets import load_digits
+
+    _, mod = render(
+        "64,24+proj,ln,16+proj,10",
+        tmp_path,
+        loss="softmax_cross_entropy",
+        activation="tanh,tanh,softmax",
+        name="proj_classifier",
+    )
+    x, labels = load_digits(return_X_y=True)
+    x = x[:600] / 16.0
+    y = np.eye(10)[labels[:600]]
+    params = mod.init_params(0)
+    history = mod.fit(params, x, y, epochs=5, batch_size=32, seed=0)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert mod.score(params, x, y) > 0.6  # chance is 0.1
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +519,25 @@ def test_array_api_matches_the_numpy_target(array_api_pair, library, dtype, rtol
     np.testing.assert_allclose(
         np.asarray(yhat), np_mod.forward(params, x, state=np_state), rtol=rtol, atol=rtol
     )
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_array_api_projection_matches_the_numpy_target(projected, library, dtype, rtol, tmp_path):
+    import importlib
+
+    _, np_mod = projected
+    aa = render_array_api(PROJECTED, tmp_path, name=f"aa_proj_{library}_{dtype}")
+    xp = importlib.import_module(library)
+    x, y = data(np.dtype(dtype), seed=12)
+    params = random_params(np_mod, np.dtype(dtype))
+    value, grads = np_mod.backprop(params, x, y)
+    got_value, got = aa.backprop(aa.as_params(params, xp), xp.asarray(x), xp.asarray(y))
+    assert np.isclose(float(got_value), value, rtol=rtol)
+    for pair, ref_pair in zip(got, grads, strict=True):
+        for grad, ref in zip(pair, ref_pair, strict=True):
+            assert str(grad.dtype).endswith(dtype)  # float32 stays float32
+            np.testing.assert_allclose(np.asarray(grad), ref, rtol=rtol, atol=rtol)
 
 
 def test_array_api_dropout_needs_its_mask(array_api_pair):

@@ -192,3 +192,21 @@ def test_classifier_with_layer_kinds_keeps_its_own_running_statistics():
     np.testing.assert_array_equal(clf.predict(x[:20]), labels)  # the other fit left ours alone
     with pytest.raises(ValueError, match="hidden_layer_sizes must be positive ints or layer kinds"):
         derive.MLPClassifier((8, None)).fit(x, y)
+
+
+def test_classifier_with_a_projection_trains_on_the_pair_w_p():
+    """A projected block's coefs_ entry is [W_l | P_l] (n_{l-1} x 2 n_l), as its params."""
+    x, y = iris()
+    x = StandardScaler().fit_transform(x)
+    clf = derive.MLPClassifier(
+        (8, "6+proj"),
+        activation="tanh",
+        batch_size=16,
+        learning_rate_init=0.01,
+        max_iter=60,
+        random_state=0,
+    )
+    clf.fit(x, y)
+    assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
+    assert clf.score(x, y) > 0.8
+    assert [w.shape for w in clf.coefs_] == [(4, 8), (8, 12), (6, 3)]

@@ -25,6 +25,7 @@ LOSSES = ["l2", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy"]
 # includes again, about 1.5 CPU-s a module). The slow run compiles, lints and types every
 # activation x loss pair on its own and a 31-layer network.
 SPECS = [("3,5,7,2,9", "tanh,sigmoid,elu,identity", "mse")]
+SPECS += [("4,6,5+proj,ln,3", "tanh", "l2")]  # a projection's split and join (layered.py)
 SLOW_SPECS = [("20,50,10", "tanh", "l2"), (",".join(["3"] * 31), "tanh", "l2")]
 SLOW_SPECS += [("3,4,2", act, loss) for act in ACTIVATIONS for loss in LOSSES]
 RUNTIME = ROOT / "derive" / "backends" / "numpy" / "templates"
@@ -163,13 +164,16 @@ def test_derive_and_every_module_it_generates_are_fully_typed_and_a_bad_one_is_n
     network = spec.network("6,5,4", "gelu", "softmax_cross_entropy")
     rendered = folder / "xp_6_5_4_gelu.py"
     rendered.write_text(array_api.render(derive(network), rendered.stem), encoding="utf-8")
+    projected = folder / "xp_4_6_5proj_ln_3.py"
+    network = spec.network("4,6,5+proj,ln,3", "tanh", "l2")
+    projected.write_text(array_api.render(derive(network), projected.stem), encoding="utf-8")
     bad = folder / "bad.py"
     bad.write_text(BAD_SOURCE, encoding="utf-8")
     # no cache: every run reads the stubs afresh, as a fresh clone does (and writing the cache
     # would cost more than one run saves)
-    files = ["--no-incremental", ROOT / "derive", *paths, rendered, bad]
+    files = ["--no-incremental", ROOT / "derive", *paths, rendered, projected, bad]
     errors, checked, output = mypy_strict(ROOT, files, config=PYPROJECT)
-    assert checked == len(_package_modules()) + len(paths) + 2, output
+    assert checked == len(_package_modules()) + len(paths) + 3, output
     assert set(errors) == {"bad.py"}, output
     assert any(
         "bad.py:1: error: Function is missing a type annotation  [no-untyped-def]" in line

@@ -146,7 +146,6 @@ def test_module_names_spell_each_item():
         (["--layers", "4,3,ln", "--loss", "softmax_cross_entropy"], "end with a width, not ln"),
         (["--layers", "4,3+res+res,3"], "'3+res+res'"),
         (["--layers", "4,3,3+res,2", "--activation", "tanh,tanh"], "2 names for 3 layers"),
-        (["--layers", "4,3+proj,ln,2"], "a residual projection P_l is not emitted"),
     ],
 )
 def test_bad_items_exit_2_with_one_line_and_write_nothing(
@@ -161,16 +160,16 @@ def test_bad_items_exit_2_with_one_line_and_write_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_api_takes_items_and_refuses_only_a_projection(tmp_path):
+def test_the_api_takes_items_and_emits_every_kind_with_a_projection(tmp_path):
     derived = api.derive([4, 3, "3+res", "drop:0.5", 2], end_to_end_depth=0)
     assert derived.ok and naming.layers_text(derived.network) == "4,3,3+res,drop:0.5,2"
     assert "def backprop(" in derived.source()  # emitted (tests/test_emit_kinds.py checks it)
     projected = api.derive([4, "3+proj", 2], end_to_end_depth=0)
-    with pytest.raises(ValueError, match="a residual projection P_l is not emitted"):
-        projected.source()
-    with pytest.raises(ValueError, match="not emitted"):
-        projected.write(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    source = projected.source()  # the pair ([W1 | P1], b1) (tests/test_emit_kinds.py checks it)
+    assert "W1, proj1 = W1proj1[:, :3], W1proj1[:, 3:]" in source
+    assert "dproj1 = x.T @ abar1" in source  # ∂L/∂P_1 = Xᵀ ā_1, from the derivation
+    projected.write(tmp_path)
+    assert len(list(tmp_path.rglob("*.py"))) == 1
 
 
 # --- the proofs ----------------------------------------------------------------

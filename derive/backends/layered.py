@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from .. import model
 from ..derivation import backward
 from ..expr import Expr, Kind, SumCols, SumRows, Var, rebuild, substitute
-from ..layers import BatchNorm, Dense, Dropout, LayerNorm, Residual, Step, abar, numbered
+from ..layers import BatchNorm, Dense, Dropout, LayerNorm, Residual, Step, W, abar, numbered
+from ..layers import b as bias
 
 if TYPE_CHECKING:
     from ..derivation import Derivation
@@ -264,14 +265,32 @@ def layer_text(layer: object) -> str:
 
 
 def refusal(network: Network) -> str | None:
-    """Why the Python targets cannot emit ``network`` (one line), or None when they can."""
-    for layer in network.layers:
-        if isinstance(layer, Residual) and layer.projection:
-            return (
-                f"layer {layer.index} (N+proj): a residual projection P_l is not emitted "
-                "yet (equal widths, N+res, are)"
-            )
+    """Why the Python targets cannot emit ``network`` (one line), or None when they can:
+    every kind is emitted (a projection as the pair ([W_l | P_l], b_l), ``_pair_names``),
+    but not the L2 penalty (this plan's loss and gradients omit it: refused, not dropped)."""
+    if network.l2 and has_kinds(network):
+        return (
+            "--l2 with layer kinds is not emitted yet (the penalty is derived and proved, "
+            "--latex prints it; use fit's weight_decay instead)"
+        )
     return None
+
+
+def _joined_name(layer: Residual) -> str:
+    """The name of a projected block's first parameter, [W_l | P_l] side by side."""
+    return f"W{layer.index}{layer.proj.name}"
+
+
+def _pair_names(layer: object) -> tuple[str, str]:
+    """The names of one layer's pair in ``params``.  A residual block with a projection
+    holds [W_l | P_l] (n_{l-1} x 2 n_l: both multiply a_{l-1}) and b_l, so that every
+    layer keeps one pair and the pair runtime (optimizers, checkpoints, out=) serves it."""
+    from .python_source import code_name
+
+    if isinstance(layer, Residual) and layer.projection:
+        return (_joined_name(layer), code_name(bias(layer.index)))
+    first, second = layer.parameters()  # type: ignore[attr-defined]
+    return (code_name(first), code_name(second))
 
 
 def template_fields(
@@ -326,11 +345,13 @@ def template_fields(
         for s in the_plan.backward
     ]
     owners = [layer for layer in network.layers if layer.parameters()]
-    pairs = [tuple(code_name(p) for p in layer.parameters()) for layer in owners]
+    pairs = [_pair_names(layer) for layer in owners]
+    projected = [layer for layer in owners if isinstance(layer, Residual) and layer.projection]
     shapes = []
     for layer in owners:
         if isinstance(layer, Dense | Residual):
-            shapes.append(f"(({layer.n_in}, {layer.n_out}), (1, {layer.n_out}))")
+            cols = 2 * layer.n_out if layer in projected else layer.n_out
+            shapes.append(f"(({layer.n_in}, {cols}), (1, {layer.n_out}))")
         elif isinstance(layer, LayerNorm | BatchNorm):
             shapes.append(f"((1, {layer.width}), (1, {layer.width}))")
     batch_norms = [layer for layer in network.layers if isinstance(layer, BatchNorm)]
@@ -377,6 +398,16 @@ def template_fields(
         "pred": f"z{depth}" if network.fused else f"a{depth}",
         "depth": depth,
         "param_pairs": [f"({a}, {b})" for a, b in pairs],
+        "projections": [
+            {
+                "joined": _joined_name(layer),
+                "w": code_name(W(layer.index)),
+                "proj": code_name(layer.proj),
+                "n": layer.n_out,
+                "text": f"[{text(W(layer.index))} | {text(layer.proj)}]",
+            }
+            for layer in projected
+        ],
         "forward": [printed(s) for s in the_plan.forward],
         "backward": backward,
         "grads_literal": tuple_literal(

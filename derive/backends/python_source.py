@@ -151,6 +151,7 @@ _GREEK = {
     Kind.OUTPUT_GRAD: "ā",
     Kind.SUM_ADJOINT: "Σg",
     Kind.SUM_ADJOINT_XHAT: "Σgx̂",
+    Kind.PROJ: "P",
 }
 """Names comments write as a lecture does (the code's names are ``Kind`` values)."""
 
