@@ -187,6 +187,7 @@ def _decide(
     other claim (a variable whose entries are symbols) is decided against SymPy's diff."""
     names = {s.target: s.adjoint for s in steps if s.adjoint is not None}
     env = dict(env)
+    gradients: list[tuple[str, sp.Matrix, sp.Matrix]] = []
     for var, formula in claims.items():
         try:
             value = evaluate(formula, env, sem)
@@ -197,10 +198,16 @@ def _decide(
             assert adjoint is not None
             env[adjoint] = value
             continue
-        expected = env[var].applyfunc(lambda s: sp.diff(scalar, s))
+        gradients.append((var.name, env[var], value))
+    if not any(_has_root(m) for _, entries, value in gradients for m in (entries, value)):
+        # no roots: every gradient in one SymPy diff (engine.identical_gradient, the same
+        # decision as entry by entry)
+        return engine.identical_gradient(scalar, gradients)
+    for name, entries, value in gradients:
+        expected = entries.applyfunc(lambda s: sp.diff(scalar, s))
         ok, why = _identical(expected, value)
         if not ok:
-            return False, f"{var.name}: {why}"
+            return False, f"{name}: {why}"
     return True, ""
 
 
