@@ -407,3 +407,16 @@ def test_the_composed_chain_instantiates_the_lemma(kind):
     for var in (norm.xhat, norm.gamma, norm.beta):
         assert chain[var] == substitute(lemma[var], upstream)
     assert chain[model.z(1)] == Hadamard(lemma[norm.input], ActivateDeriv(1, model.z(1)))
+
+
+def test_a_decided_normalization_is_reused_but_never_for_a_negative_control():
+    """The default claim is decided once per process; altered claims, axes or divisors are
+    always decided afresh (a wrong axis still fails after the right one was cached)."""
+    from derive import proof_normalization as pn
+    from derive.normalization import LAYER_NORM
+
+    first = pn.check_normalization(LAYER_NORM, pn.SIZES[0])
+    again = pn.check_normalization(LAYER_NORM, pn.SIZES[0])
+    assert first.ok and again.ok and "decided once in this process" in again.method
+    wrong = pn.check_normalization(LAYER_NORM, pn.SIZES[0], reference_axis=Axis.BATCH)
+    assert not wrong.ok and "decided once" not in wrong.method
