@@ -530,3 +530,42 @@ def test_nn_classify_with_one_sigmoid_output(binary):
     x = np.random.default_rng(1).standard_normal((5, 4))
     labels = net.forward_pass(x, classify=True)
     np.testing.assert_array_equal(labels, (net.forward_pass(x)[:, 0] > 0.5).astype(int))
+
+
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("layered"), "5,3,bn,3+res,2")
+
+
+def _valid_layered_members(module):
+    members = {"sizes": _member(np.array(module.SIZES, dtype=np.int64))}
+    for names, pair in zip(module._NAMES, module.init_params(seed=0), strict=True):
+        members.update({name: _member(arr) for name, arr in zip(names, pair, strict=True)})
+    members.update({name: _member(arr) for name, arr in module.init_state().items()})
+    return members
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [("W1", "W1 must be float32 or float64"), ("running_var2", "running_var2 has shape")],
+)
+def test_a_layered_module_reads_headers_before_data(layered, tmp_path, member, message):
+    """Layer-kind modules keep the dense loader's promise: declared sizes are never allocated."""
+    members = _valid_layered_members(layered)
+    assert member in members  # the name this case spoils exists
+    path = _npz(tmp_path / "bad.npz", members | {member: _huge((2**29,))})
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message) as raised:
+            layered.load_params(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(raised.value) and str(raised.value).startswith("cannot read params")
+    assert peak < 2**20
+
+
+def test_a_valid_hand_made_layered_file_loads(layered, tmp_path):
+    """Positive control for the case above."""
+    path = _npz(tmp_path / "ok.npz", _valid_layered_members(layered))
+    _assert_same(layered.load_params(str(path)), layered.init_params(seed=0), rtol=0, atol=0)

@@ -28,9 +28,10 @@ def test_runtime_file_is_linted_and_formatted():
 
 def test_every_section_is_in_every_generated_module():
     """A dense module holds every runtime section; a module with layer kinds (from
-    layered.py.jinja) the arrays section and every section of layered_runtime.py."""
+    layered.py.jinja) the arrays and npy_headers sections and every section of
+    layered_runtime.py."""
     sections = numpy_module.runtime_sections()
-    assert set(sections) == {"checks", "arrays", "params_io", "workspace", "names"}
+    assert set(sections) == {"checks", "arrays", "params_io", "npy_headers", "workspace", "names"}
     layered = numpy_module.layered_sections()
     assert set(layered) == {"params", "state", "io", "out", "masks"}
     kinds = 0
@@ -38,7 +39,11 @@ def test_every_section_is_in_every_generated_module():
         text = path.read_text(encoding="utf-8")
         if "templates/layered.py.jinja" in text.splitlines()[1]:
             kinds += 1
-            wanted = {"arrays": sections["arrays"], **layered}
+            wanted = {
+                "arrays": sections["arrays"],
+                "npy_headers": sections["npy_headers"],
+                **layered,
+            }
         else:
             wanted = sections
         for name, body in wanted.items():

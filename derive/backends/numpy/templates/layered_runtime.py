@@ -27,6 +27,16 @@ def _refuse_subclass(name: str, arr: np.ndarray) -> None:
     raise NotImplementedError
 
 
+def _member_header(archive: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Stand-in: the numpy runtime's .npy header reader (section ``npy_headers``)."""
+    raise NotImplementedError
+
+
+def _flat_shapes() -> list[tuple[int, ...]]:
+    """Stand-in: the numpy runtime's flat list of parameter shapes (``npy_headers``)."""
+    raise NotImplementedError
+
+
 # ---- layered: params ----
 def init_params(seed: int | None = None, dtype: DTypeLike = np.float64) -> Params:
     """Dense weights from N(0, 1/n_{l-1}) and zero biases; γ = 1, β = 0; in layer order."""
@@ -140,34 +150,48 @@ def save_params(path: str, params: Params, state: dict[str, Array] | None = None
 
 def load_params(path: str, state: dict[str, Array] | None = None) -> Params:
     """Read params written by ``save_params``, their running statistics into ``state``
-    (default the module's); anything else is one ``ValueError``."""
+    (default the module's); anything else is one ``ValueError``.
+
+    Every member's header (shape, dtype) is checked before its data is read, as the
+    dense runtime does (``_member_header``), so a hostile file costs no more memory
+    or time than a valid one.
+    """
     names = [name for pair in _NAMES for name in pair]
-    shapes = [shape for pair in _SHAPES for shape in pair]
     stats = init_state()
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [n for n in ["sizes", *names, *stats] if n not in archive.files]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)}; not params of this network")
+            shape, dtype = _member_header(archive, "sizes")
+            if shape != (len(SIZES),) or dtype.kind not in "iu":
+                raise ValueError(
+                    f"sizes must be {len(SIZES)} integers, got {dtype} of shape {shape}"
+                )
             if tuple(int(n) for n in archive["sizes"]) != SIZES:
                 raise ValueError(f"it holds params for other widths, this module is {SIZES}")
+            first_dtype = _member_header(archive, names[0])[1]
+            for name, expected in zip(names, _flat_shapes(), strict=True):
+                shape, dtype = _member_header(archive, name)
+                if (
+                    shape != expected
+                    or dtype != first_dtype
+                    or dtype not in (np.float32, np.float64)
+                ):
+                    raise ValueError(
+                        f"{name} must be float32 or float64 (as {names[0]}) of shape "
+                        f"{expected}, got {dtype} of shape {shape}"
+                    )
+            for name, initial in stats.items():
+                shape, dtype = _member_header(archive, name)
+                if shape != initial.shape or dtype.kind != "f":
+                    raise ValueError(f"{name} has shape {shape}")
             arrays = {name: archive[name] for name in names}
             loaded = {name: archive[name] for name in stats}
     except ValueError as err:
         raise ValueError(f"cannot read params from {path!r}: {err}") from err
     except Exception as err:  # an unreadable file or a damaged archive: one error
         raise ValueError(f"cannot read params from {path!r}: {type(err).__name__}: {err}") from err
-    dtype = arrays[names[0]].dtype
-    for name, shape in zip(names, shapes, strict=True):
-        arr = arrays[name]
-        if arr.shape != shape or arr.dtype != dtype or dtype not in (np.float32, np.float64):
-            raise ValueError(
-                f"cannot read params from {path!r}: {name} must be float32 or float64 "
-                f"(as {names[0]}) of shape {shape}, got {arr.dtype} of shape {arr.shape}"
-            )
-    for name, arr in loaded.items():
-        if arr.shape != stats[name].shape or arr.dtype.kind != "f":
-            raise ValueError(f"cannot read params from {path!r}: {name} has shape {arr.shape}")
     (STATE if state is None else state).update(
         {name: arr.astype(np.float64) for name, arr in loaded.items()}
     )

@@ -192,6 +192,7 @@ def _read_params(archive: np.lib.npyio.NpzFile, path: str) -> Params:
     return [(archive[f"W{layer}"], archive[f"b{layer}"]) for layer in range(1, len(SIZES))]
 
 
+# ---- runtime: npy_headers ----
 def _member_header(archive: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from the .npy header of ``name``, without reading its data."""
     assert archive.zip is not None  # an open NpzFile
