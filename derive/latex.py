@@ -855,7 +855,9 @@ PROOF_NOT_TEST = (
     "Each statement below was proved, not tested. A test compares numbers at a few chosen "
     "points and can miss; here every matrix entry is a free symbol and every activation an "
     "arbitrary function, so two sides that expand to the same polynomial (or whose difference "
-    "simplifies to exactly 0) are equal for every value."
+    "simplifies to exactly 0) are equal for every value. The reference derivatives come from "
+    "the scalar chain rule, applied operation by operation to the loss written out entry by "
+    "entry: nothing of the matrix derivation above is reused."
 )
 
 
@@ -878,15 +880,15 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
                 rows = " and targets whose rows sum to 1"
             return (
                 "The output layer",
-                rf"$\delta_L = \hat{{Y}} - Y$: SymPy differentiated the loss of "
+                rf"$\delta_L = \hat{{Y}} - Y$: the scalar chain rule differentiated the loss of "
                 rf"${function_name(link)}(z_L)$ by every entry of {on} $z_L$ of free symbols{rows}, "
                 r"and the difference from $\hat{Y} - Y$ simplified to exactly 0 as a rational "
                 r"function of the exponentials $e^{z}$, so it holds for every value of the logits.",
             )
         return (
             "The output layer",
-            rf"$\delta_L = \partial {LOSS} / \partial \hat{{Y}} \odot {sigma}'(z_L)$: SymPy "
-            rf"differentiated ${LOSS} = {loss_formula(network, YHAT, 'Y')}$ by every entry "
+            rf"$\delta_L = \partial {LOSS} / \partial \hat{{Y}} \odot {sigma}'(z_L)$: the "
+            rf"scalar chain rule differentiated ${LOSS} = {loss_formula(network, YHAT, 'Y')}$ by every entry "
             rf"of {on} $z_L$ of free symbols, with the activation left an arbitrary function, "
             "and both sides expanded to the same polynomial in the entries and the values of the "
             f"activation and its derivative. It holds for every activation.",
@@ -903,7 +905,7 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             rf"$\partial {LOSS} / \partial W_l = {g(lemma[model.W(2)])}$ and "
             rf"$\partial {LOSS} / \partial b_l = {g(lemma[model.b(2)])}$. "
             "Everything above the layer was an arbitrary function of all entries of $z_l$ "
-            "and the activation an arbitrary function; SymPy's chain rule on matrices of free "
+            "and the activation an arbitrary function; the scalar chain rule on matrices of free "
             f"symbols{on} and the formulas expanded to the same polynomial. "
             "It holds whatever the layers above compute.",
         )
@@ -915,7 +917,7 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             rf"With $\frac{{\lambda}}{{2}} \lVert W_l \rVert_F^2$ added to an arbitrary "
             rf"function of $z_l$: $\partial {OBJECTIVE} / \partial W_l = a_{{l-1}}^{{\top}} G "
             rf"+ \lambda W_l$, $\partial {OBJECTIVE} / \partial b_l = \mathbf{{1}}^{{\top}} G$ "
-            r"and $\delta_{l-1}$ as before. SymPy differentiated the sum written out entry by "
+            r"and $\delta_{l-1}$ as before. The scalar chain rule differentiated the sum written out entry by "
             rf"entry, $\lambda$ a symbol{on}, and the formulas expanded to the same polynomial; "
             r"a penalty on the biases or a factor $\lambda/2$ in the gradient is rejected.",
         )
@@ -1000,7 +1002,7 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
         on = rf" (batch {size[0]}, widths ${size[1]}$)" if size else ""
         return (
             "The whole network at once",
-            f"SymPy differentiated the loss{_PENALTY_TEXT if network.l2 else ''} of the full "
+            f"The scalar chain rule differentiated the loss{_PENALTY_TEXT if network.l2 else ''} of the full "
             f"{network.depth}-layer composition by "
             f"every entry of every weight and bias{on}, with a different arbitrary activation "
             "in each layer, and each result expanded to the same polynomial as the formulas. "
@@ -1071,7 +1073,7 @@ def explain_sum_of_shards(check: Check, network: Network) -> tuple[str, str]:
     shards = f"shards of {', '.join(parts[:-1])} and {parts[-1]} rows" if size else "shards"
     return (
         "Gradients over row shards",
-        f"SymPy differentiated the {escape(network.loss.name)} loss of {rows}, every entry of "
+        f"The scalar chain rule differentiated the {escape(network.loss.name)} loss of {rows}, every entry of "
         r"the prediction an arbitrary function of a parameter $\theta$, and the weighted sum of "
         f"the derivatives of the same loss over {shards}; the difference simplified to "
         "exactly 0. The shards have unequal sizes, so a wrong weighting cannot cancel out.",

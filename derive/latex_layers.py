@@ -414,7 +414,7 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
         return (
             f"One {kind} block, for any gradient from above",
             rf"For every $G = \partial {LOSS} / \partial a_l$ (the partial derivatives of an "
-            r"arbitrary function $g$ of all entries of $a_l$), SymPy differentiated $g(a_l)$"
+            r"arbitrary function $g$ of all entries of $a_l$), the scalar chain rule differentiated $g(a_l)$"
             + (r" plus the penalty" if "λ" in check.statement else "")
             + r" by every entry of $a_{l-1}$ and of the parameters, with the activation an "
             f"arbitrary function{extra}; the derived identities above expanded to the same "
@@ -444,7 +444,7 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
         on = rf" (batch {size[0]}, widths ${size[1]}$)" if size else ""
         return (
             "The whole network at once",
-            f"SymPy differentiated the loss of the full {network.depth}-layer composition by "
+            f"The scalar chain rule differentiated the loss of the full {network.depth}-layer composition by "
             f"every entry of every parameter{on}, masks symbols, and each result expanded "
             "to the same polynomial as the formulas.",
         )

@@ -1,10 +1,11 @@
-"""Exact verification of the derived identities against SymPy's scalar ``diff``.
+"""Exact verification of the derived identities against the scalar chain rule.
 
 Method: give every matrix small, non-square, explicit entries that are SymPy
 symbols; leave each activation an undefined function (so an identity that
-holds holds for every activation); let SymPy differentiate the explicit
-scalar loss entry by entry; evaluate the claimed matrix formula on the same
-entries; map every applied function and derivative to a fresh symbol (equal
+holds holds for every activation); differentiate the explicit scalar loss by
+the scalar chain rule, node by node on SymPy's expression tree
+(``engine.directional_derivative``, tested against SymPy's ``diff``); evaluate
+the claimed matrix formula on the same entries; map every applied function and derivative to a fresh symbol (equal
 arguments give equal symbols); and decide ``expand(lhs - rhs) == 0``.  That is
 a decision procedure for polynomial identity, so a wrong formula is rejected,
 not merely unlikely to pass.
@@ -209,10 +210,10 @@ def _compare(
     deltas_checked: bool = True,
     one_pass: bool = False,
 ) -> tuple[bool, str]:
-    """Check each claim ∂scalar/∂var = formula, SymPy's diff entry by entry; δ_l's value
-    feeds later claims.
+    """Check each claim ∂scalar/∂var = formula against the scalar derivative, entry by
+    entry; δ_l's value feeds later claims.
 
-    ``one_pass``: one ``diff`` of the scalar for all entries at once
+    ``one_pass``: one directional derivative of the scalar for all entries at once
     (``engine.identical_gradient``, the same decision): faster on the unrolled
     network, slower on the lemmas' small scalars.
 
@@ -237,7 +238,10 @@ def _compare(
     if one_pass:
         return engine.identical_gradient(scalar, checked)
     for name, entries, value in checked:
-        ok, why = identical(entries.applyfunc(lambda s: sp.diff(scalar, s)), value)
+        ok, why = identical(
+            entries.applyfunc(lambda s: engine.directional_derivative(scalar, {s: sp.S.One})),
+            value,
+        )
         if not ok:
             return False, f"{name}: {why}"
     return True, ""
@@ -253,7 +257,7 @@ def check_output_lemma(
 ) -> Check:
     """Base case: δ_L = ∂L/∂Ŷ ⊙ a'(z_L), for any activation.
 
-    With a fused loss: δ_L = Ŷ - Y for the loss's own link, from SymPy's diff
+    With a fused loss: δ_L = Ŷ - Y for the loss's own link, from the scalar derivative
     of the loss of link(z_L), under the loss's assumption on the targets
     (``assume=False`` drops it, to show that it is needed).
     """
@@ -280,13 +284,13 @@ def check_output_lemma(
             f"δ_L = ∂L/∂z_L = {plain(network.loss.gradient_from_output)} with A = {link}(z_L)"
         )
         method = (
-            f"exact: SymPy diff of the {network.loss.name} loss of {link}(z_L), {m}x{n} symbols"
+            f"exact: chain rule on the {network.loss.name} loss of {link}(z_L), {m}x{n} symbols"
         )
         if network.loss.assumption:
             method += ", targets with rows summing to 1" if assume else ", targets unconstrained"
     else:
         statement = "δ_L = ∂L/∂Ŷ ⊙ a'(z_L)"
-        method = f"exact: SymPy diff of the {network.loss.name} loss, {m}x{n} symbols, a undefined"
+        method = f"exact: chain rule on the {network.loss.name} loss, {m}x{n} symbols, a undefined"
     return Check("output lemma", statement, method, ok, time.perf_counter() - start, why)
 
 
@@ -339,7 +343,7 @@ def check_step_lemma(
             "penalty lemma",
             "for any G = ∂L/∂z_l, with λ/2 ‖W_l‖² added: ∂/∂W_l = a_{l-1}ᵀ G + λ W_l, "
             "∂/∂b_l = 1ᵀ G, δ_{l-1} unchanged",
-            f"exact: SymPy diff of g(z_l) + λ/2 Σ w_ij² for undefined g and a, λ a symbol, "
+            f"exact: chain rule on g(z_l) + λ/2 Σ w_ij² for undefined g and a, λ a symbol, "
             f"m={m}, widths {p}->{n}",
             ok,
             time.perf_counter() - start,
@@ -348,7 +352,7 @@ def check_step_lemma(
     return Check(
         "step lemma",
         "for any G = ∂L/∂z_l: δ_{l-1} = (G W_lᵀ) ⊙ a'(z_{l-1}), ∂L/∂W_l = a_{l-1}ᵀ G, ∂L/∂b_l = 1ᵀ G",
-        f"exact: SymPy diff of g(z_l) for undefined g and a, m={m}, widths {p}->{n}",
+        f"exact: chain rule on g(z_l) for undefined g and a, m={m}, widths {p}->{n}",
         ok,
         time.perf_counter() - start,
         why,
@@ -441,7 +445,7 @@ def check_end_to_end(
 ) -> Check:
     """The whole network at the user's depth, on small explicit matrices.
 
-    ``method``: "expand" (SymPy's diff of the nested loss, ``expand`` to 0:
+    ``method``: "expand" (the scalar derivative of the nested loss, ``expand`` to 0:
     deterministic, exponential in the depth), "field" (``proof_unrolled``:
     exact evaluation over GF(2^61 - 1) at random points, error bound stated,
     linear in the depth) or "auto" (expand up to ``EXPAND_DEPTH``).
@@ -472,7 +476,7 @@ def check_end_to_end(
         "end to end",
         f"all {len(network.parameters())} parameter gradients of the depth-{network.depth} network"
         + (" with the L2 penalty" if network.l2 else ""),
-        f"exact: SymPy diff of the unrolled loss{_PENALISED if network.l2 else ''}, "
+        f"exact: chain rule on the unrolled loss{_PENALISED if network.l2 else ''}, "
         f"batch {batch_size}, widths {widths}, a_l undefined",
         ok,
         time.perf_counter() - start,

@@ -6,14 +6,15 @@ A block is one layer's own steps fed by an arbitrary upstream gradient G = ∂L/
 at concrete non-square sizes with every entry a symbol, the activations undefined
 functions, the mask's entries and the rate p symbols, and G the partials of an undefined
 function g of a_l's entries, that the chain rule's ∂/∂a_{l-1} and parameter gradients
-equal SymPy's scalar ``diff`` of g(a_l) (plus the penalty with ``--l2``).  The
+equal the scalar chain rule's derivative of g(a_l) (plus the penalty with ``--l2``;
+``engine.directional_derivative``).  The
 normalizations' lemma is ``proof_normalization``'s (radicals as positive atoms).
 
 The induction (``check_blocks_are_lemma_instances``): walking down from the loss, each
 layer's derived identities are, tree for tree, its block lemma with G replaced by what
 arrives from the layer above (the loss's gradient at the top); what the lemma sends to
 a_{l-1} is what arrives at the layer below.  End to end (``check_end_to_end_mixed``): the
-whole network at small widths, SymPy's diff of the unrolled loss against every
+whole network at small widths, the scalar derivative of the unrolled loss against every
 parameter gradient, the radicals of normalizations reduced as in ``engine``.
 """
 
@@ -124,7 +125,7 @@ def block_claims(layer: AnyLayer, penalty: bool = False) -> dict[Var, Expr]:
 def check_block_lemma(
     layer: AnyLayer, claims: dict[Var, Expr] | None = None, penalty: bool = False
 ) -> Check:
-    """For any upstream G = ∂L/∂a_l: the block's derived gradients equal SymPy's diff.
+    """For any upstream G = ∂L/∂a_l: the block's derived gradients equal the scalar derivative.
 
     ``claims`` replaces the derived ones (the negative controls)."""
     start = time.perf_counter()
@@ -164,7 +165,7 @@ def check_block_lemma(
     return Check(
         f"{label} lemma",
         f"for any G = ∂L/∂a_l: {what}" + (" (plus λ W for each weight)" if penalty else ""),
-        f"exact: SymPy diff of g(a_l){' + λ/2 Σ w²' if penalty else ''} for undefined g and a, "
+        f"exact: chain rule on g(a_l){' + λ/2 Σ w²' if penalty else ''} for undefined g and a, "
         f"{sizes}" + (", mask entries and p symbols" if isinstance(layer, Dropout) else ""),
         ok,
         time.perf_counter() - start,
@@ -184,7 +185,8 @@ def _decide(
     env: Env, sem: Semantics, claims: dict[Var, Expr], scalar: sp.Expr, steps: list[Step]
 ) -> tuple[bool, str]:
     """Each claim in order; a named adjoint's value is kept for the claims below it, every
-    other claim (a variable whose entries are symbols) is decided against SymPy's diff."""
+    other claim (a variable whose entries are symbols) is decided against the scalar
+    derivative (``engine.directional_derivative``)."""
     names = {s.target: s.adjoint for s in steps if s.adjoint is not None}
     env = dict(env)
     gradients: list[tuple[str, sp.Matrix, sp.Matrix]] = []
@@ -200,11 +202,13 @@ def _decide(
             continue
         gradients.append((var.name, env[var], value))
     if not any(_has_root(m) for _, entries, value in gradients for m in (entries, value)):
-        # no roots: every gradient in one SymPy diff (engine.identical_gradient, the same
-        # decision as entry by entry)
+        # no roots: every gradient in one directional derivative (engine.identical_gradient,
+        # the same decision as entry by entry)
         return engine.identical_gradient(scalar, gradients)
     for name, entries, value in gradients:
-        expected = entries.applyfunc(lambda s: sp.diff(scalar, s))
+        expected = entries.applyfunc(
+            lambda s: engine.directional_derivative(scalar, {s: sp.Integer(1)})
+        )
         ok, why = _identical(expected, value)
         if not ok:
             return False, f"{name}: {why}"
@@ -278,7 +282,8 @@ def end_to_end_widths(network: Network) -> tuple[int, ...]:
 
 
 def check_end_to_end_mixed(derivation: Derivation, batch_size: int = 3) -> Check:
-    """SymPy's diff of the unrolled loss (plus the penalty) against every parameter gradient."""
+    """The scalar derivative of the unrolled loss (plus the penalty) against every parameter
+    gradient."""
     start = time.perf_counter()
     network = derivation.network
     env, sem, widths = _end_to_end_env(network, batch_size)
@@ -298,7 +303,7 @@ def check_end_to_end_mixed(derivation: Derivation, batch_size: int = 3) -> Check
         "end to end",
         f"all {len(network.parameters())} parameter gradients of the depth-{network.depth} "
         "mixed network" + (" with the L2 penalty" if network.l2 else ""),
-        f"exact: SymPy diff of the unrolled loss, batch {batch_size}, widths {widths}, a_l "
+        f"exact: chain rule on the unrolled loss, batch {batch_size}, widths {widths}, a_l "
         "undefined, masks and ε symbols, roots as positive atoms",
         ok,
         time.perf_counter() - start,
@@ -331,7 +336,7 @@ def _end_to_end_env(network: Network, batch_size: int) -> tuple[Env, Semantics, 
 # --- everything, for a network of mixed kinds ------------------------------------
 
 MIXED_END_TO_END_DEPTH = 3
-"""Deepest mixed network checked end to end by default: SymPy's diff of the unrolled loss
+"""Deepest mixed network checked end to end by default: the unrolled loss's derivative
 grows fast with the depth (the prime-field method of dense networks does not take the
 normalizations' roots); every depth is covered by the block lemmas and the induction."""
 
@@ -405,10 +410,10 @@ def verify_mixed(derivation: Derivation, end_to_end_depth: int) -> list[Check]:
         checks.append(check_end_to_end_mixed(derivation, batch_size=2))
     else:
         why = (
-            "not run for a network with a normalization (SymPy's diff through its roots takes "
+            "not run for a network with a normalization (the exact proof through its roots takes "
             "about a minute at depth 3: tests/test_mixed.py runs it, marked slow)"
             if normalized
-            else f"skipped above depth {limit} for a mixed network (SymPy's diff of the "
+            else f"skipped above depth {limit} for a mixed network (the derivative of the "
             "unrolled loss grows too fast)"
         )
         checks.append(

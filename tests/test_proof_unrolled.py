@@ -56,7 +56,7 @@ def test_field_method_proves_mixed_activations_and_every_loss_at_depth_six(activ
 
 def test_auto_method_expands_up_to_expand_depth_and_evaluates_deeper(monkeypatch):
     monkeypatch.setattr(proof, "EXPAND_DEPTH", 1)
-    assert proof.check_end_to_end(_network(1)).method.startswith("exact: SymPy diff")
+    assert proof.check_end_to_end(_network(1)).method.startswith("exact: chain rule")
     assert proof.check_end_to_end(_network(2)).method.startswith("randomised exact")
     with pytest.raises(ValueError, match="unknown end-to-end method"):
         proof.check_end_to_end(_network(1), method="guess")
