@@ -50,6 +50,27 @@ def generic_activation(layer: int) -> tuple[type[GenericActivation], sp.Function
     return _GENERIC[layer]
 
 
+def matmul(lhs: sp.Matrix, rhs: sp.Matrix) -> sp.Matrix:
+    """lhs · rhs, each entry Σ_k lhs_ik rhs_kj as one ``Add``.
+
+    SymPy's own product of matrices of expressions also multiplies every entry by 0 to
+    find infinities (0 · ∞ = nan), which asks the assumptions system whether each nested
+    entry is finite: most of the time spent building the unrolled network.
+    """
+    if lhs.cols != rhs.rows:
+        raise sp.ShapeError(f"cannot multiply {lhs.shape} by {rhs.shape}")
+    inner = range(lhs.cols)
+    return sp.Matrix(
+        lhs.rows,
+        rhs.cols,
+        [
+            sp.Add(*(lhs[i, k] * rhs[k, j] for k in inner))
+            for i in range(lhs.rows)
+            for j in range(rhs.cols)
+        ],
+    )
+
+
 def claimed_gradient(loss: LossFunction) -> sp.Expr:
     """The loss gradient as the generated code computes it (fused: through the link's A)."""
     if loss.link is None or loss.gradient_from_output is None:
@@ -74,15 +95,17 @@ def _loss_matrix(loss: LossFunction, p: sp.Matrix, y: sp.Matrix, gradient: bool)
             return sp.Matrix(p.rows, p.cols, lambda r, c: at(r, c))
         return sp.Matrix([[sum((at(r, None) for r in range(p.rows)), sp.Integer(0))]])
     arg = loss.argument
+    # xreplace: both are plain symbols, replaced at once (subs is several times slower)
     if gradient:
-        return sp.Matrix(p.rows, p.cols, lambda r, c: formula.subs({arg: p[r, c], target: y[r, c]}))
-    total = sum(
-        (
-            formula.subs({arg: p[r, c], target: y[r, c]})
+        return sp.Matrix(
+            p.rows, p.cols, lambda r, c: formula.xreplace({arg: p[r, c], target: y[r, c]})
+        )
+    total = sp.Add(
+        *(
+            formula.xreplace({arg: p[r, c], target: y[r, c]})
             for r in range(p.rows)
             for c in range(p.cols)
-        ),
-        sp.Integer(0),
+        )
     )
     return sp.Matrix([[total]])
 

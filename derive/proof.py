@@ -81,6 +81,7 @@ claimed_gradient = engine.claimed_gradient
 generic_activation = engine.generic_activation
 identical = engine.identical
 symbols_matrix = engine.symbols_matrix
+matmul = engine.matmul
 targets = engine.targets
 
 
@@ -109,7 +110,7 @@ def generic_semantics(loss: LossFunction) -> Semantics:
 
 def _broadcast(left: sp.Matrix, right: sp.Matrix) -> sp.Matrix:
     if right.rows == 1 and left.rows != 1:
-        right = sp.ones(left.rows, 1) * right
+        right = matmul(sp.ones(left.rows, 1), right)
     if left.shape != right.shape:
         raise sp.ShapeError(f"cannot add {left.shape} and {right.shape}")
     return left + right
@@ -122,9 +123,7 @@ def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
             return env[expr]
         case MatMul(left, right):
             lhs, rhs = evaluate(left, env, sem), evaluate(right, env, sem)
-            if lhs.cols != rhs.rows:
-                raise sp.ShapeError(f"cannot multiply {lhs.shape} by {rhs.shape}")
-            return lhs * rhs
+            return matmul(lhs, rhs)
         case Add(left, right):
             return _broadcast(evaluate(left, env, sem), evaluate(right, env, sem))
         case Hadamard(left, right):
@@ -136,7 +135,7 @@ def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
             return evaluate(arg, env, sem).T
         case SumRows(arg):
             inner = evaluate(arg, env, sem)
-            return sp.ones(1, inner.rows) * inner
+            return matmul(sp.ones(1, inner.rows), inner)
         case Activate(layer, arg):
             return evaluate(arg, env, sem).applyfunc(sem.activation(layer))
         case ActivateDeriv(layer, arg):
@@ -160,7 +159,7 @@ def evaluate(expr: Expr, env: Env, sem: Semantics) -> sp.Matrix:
             return evaluate(arg, env, sem) * factor.subs(sem.sizes)
         case SumCols(arg):
             inner = evaluate(arg, env, sem)
-            return inner * sp.ones(inner.cols, 1)
+            return matmul(inner, sp.ones(inner.cols, 1))
         case Mean(arg, axis, count):
             return _mean(evaluate(arg, env, sem), axis, _count(count, sem))
         case Spread(arg, axis, count):
@@ -182,17 +181,17 @@ def _count(symbol: sp.Symbol, sem: Semantics) -> int:
 
 def _mean(inner: sp.Matrix, axis: Axis, count: int) -> sp.Matrix:
     if axis is Axis.BATCH and inner.rows == count:
-        return sp.ones(1, count) * inner / count
+        return matmul(sp.ones(1, count), inner) / count
     if axis is Axis.FEATURES and inner.cols == count:
-        return inner * sp.ones(count, 1) / count
+        return matmul(inner, sp.ones(count, 1)) / count
     raise sp.ShapeError(f"mean of {count} over the {axis.value} of {inner.shape}")
 
 
 def _spread(inner: sp.Matrix, axis: Axis, count: int) -> sp.Matrix:
     if axis is Axis.BATCH and inner.rows == 1:
-        return sp.ones(count, 1) * inner
+        return matmul(sp.ones(count, 1), inner)
     if axis is Axis.FEATURES and inner.cols == 1:
-        return inner * sp.ones(1, count)
+        return matmul(inner, sp.ones(1, count))
     raise sp.ShapeError(f"spread over the {axis.value} of {inner.shape}")
 
 
