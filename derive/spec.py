@@ -9,9 +9,10 @@ the bad value and what is allowed.
 from __future__ import annotations
 
 import builtins
+import inspect
 import itertools
 import keyword
-import pkgutil
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,9 +290,39 @@ def shadowed_module(name: str) -> str | None:
             return f"the standard library module {known!r}" if known != "numpy" else "numpy"
     here = Path.cwd().resolve()
     paths = [p for p in sys.path if p and Path(p).resolve() != here and Path(p).is_dir()]
-    for module in pkgutil.iter_modules(paths):
-        if module.name.casefold() == folded:
-            return f"the installed module {module.name!r}"
+    for path in paths:
+        found = _module_in(path, folded)
+        if found is not None:
+            return f"the installed module {found!r}"
+    return None
+
+
+def _module_in(folder: str, folded: str) -> str | None:
+    """The module of ``folder`` whose name, case folded, is ``folded``: what
+    ``pkgutil.iter_modules([folder])`` lists (a module file, or a folder holding an
+    ``__init__``), with only the matching entries inspected (``iter_modules`` opens every
+    folder of site-packages: 20 ms of each run here)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    for name in names:
+        module = inspect.getmodulename(name)
+        if (module or name).casefold() != folded or module == "__init__":
+            continue
+        if module is None:  # a folder: a package only with an __init__ inside
+            path = os.path.join(folder, name)
+            if "." in name or not os.path.isdir(path):
+                continue
+            try:
+                inside = os.listdir(path)
+            except OSError:
+                continue
+            if not any(inspect.getmodulename(entry) == "__init__" for entry in inside):
+                continue
+            module = name
+        if "." not in module:
+            return module
     return None
 
 

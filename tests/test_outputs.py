@@ -248,6 +248,33 @@ def test_names_that_would_shadow_a_module_are_refused(here, capsys, name, why):
     assert tree(here) == {}
 
 
+def test_the_installed_module_lookup_finds_what_pkgutil_lists(tmp_path, monkeypatch):
+    """``spec.shadowed_module`` inspects only the entries whose name matches; it must
+    answer as ``pkgutil.iter_modules`` over the same folder does, for every name there."""
+    import pkgutil
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "Compiled").mkdir()
+    (tmp_path / "Compiled" / "__init__.cpython-311.pyc").write_bytes(b"")  # not a package
+    (tmp_path / "namespace").mkdir()  # no __init__: pkgutil does not list it
+    (tmp_path / "dotted.name").mkdir()
+    (tmp_path / "dotted.name" / "__init__.py").write_text("")
+    (tmp_path / "plain.py").write_text("")
+    (tmp_path / "ext.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    (tmp_path / "data.txt").write_text("")
+    (tmp_path / "__init__.py").write_text("")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    monkeypatch.chdir(tmp_path.parent)
+    listed = {m.name.casefold(): m.name for m in pkgutil.iter_modules([str(tmp_path)])}
+    assert set(listed) == {"pkg", "plain", "ext"}  # the folder is what the test means
+    for entry in [*os.listdir(tmp_path), "PKG", "Plain", "EXT", "data", "missing"]:
+        for name in {entry, entry.split(".")[0]}:
+            folded = name.casefold()
+            expected = f"the installed module {listed[folded]!r}" if folded in listed else None
+            assert spec.shadowed_module(name) == expected, name
+
+
 # --- 7. another specification under the same name ---------------------------------
 
 
