@@ -8,6 +8,13 @@ and the ratios the performance issue sets targets for:
   ``python -c "import sympy"``: target ≤ 2.5×;
 * depth 30 (``--layers 20,...,20``): target ≤ 10 s;
 * ``import mlp_20_50_10`` against ``import numpy``: target ≤ 1.2×.
+
+Every command runs with a bytecode cache, as an installed package does (pip compiles
+``.pyc`` files; a checkout writes ``__pycache__`` on its first run): the children get
+``PYTHONPYCACHEPREFIX`` in the temporary folder and no ``PYTHONDONTWRITEBYTECODE``, and
+each command runs once untimed first.  ``--no-bytecode-cache`` keeps the environment
+as it is (where ``PYTHONDONTWRITEBYTECODE=1`` is set, derive is compiled on every run
+while SymPy's ``.pyc`` files came with its installation).
 """
 
 from __future__ import annotations
@@ -25,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wall(cmd: list[str], cwd: Path) -> tuple[float, float]:
+def wall(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall time and CPU time (user + system, the child's) of one run of ``cmd``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -53,14 +60,31 @@ def main(argv: list[str] | None = None) -> int:
         help="also run 'python -m derive --layers 20,50,10' from this source tree (e.g. an "
         "older commit's, from git worktree or git archive), interleaved with the rest",
     )
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="run the commands in this environment as it is, without a bytecode cache of "
+        "their own (see the module's docstring)",
+    )
     args = parser.parse_args(argv)
     py = sys.executable
     depth30 = ",".join(["20"] * 31)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+        out = Path(tmp) / "out"
+        out.mkdir()
+        env = dict(os.environ)
+        if not args.no_bytecode_cache:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        bytecode = (
+            f"PYTHONDONTWRITEBYTECODE={env.get('PYTHONDONTWRITEBYTECODE', '')!r}"
+            if args.no_bytecode_cache
+            else "a bytecode cache (PYTHONPYCACHEPREFIX, warmed by one untimed run)"
+        )
         derive = [py, "-m", "derive", "--out", str(out), "--force", "--layers"]
-        subprocess.run([*derive, "20,50,10"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([py, "-c", "import mlp_20_50_10"], cwd=out, check=True)  # writes the .pyc
+        subprocess.run(
+            [*derive, "20,50,10"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+        )
         commands = {
             "python -c pass": ([py, "-c", "pass"], out),
             "import sympy": ([py, "-c", "import sympy"], out),
@@ -74,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             "import numpy": ([py, "-c", "import numpy"], out),
             "import mlp_20_50_10": ([py, "-c", "import mlp_20_50_10"], out),
         }
+        for cmd, cwd in commands.values():  # writes the bytecode caches (and the .pyc files)
+            subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
         times: dict[str, list[float]] = {name: [] for name in commands}
         cpus: dict[str, list[float]] = {name: [] for name in commands}
         load_start = os.getloadavg()[0]
@@ -81,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         ours0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         for _ in range(args.repeat):
             for name, (cmd, cwd) in commands.items():
-                seconds, cpu = wall(cmd, cwd)
+                seconds, cpu = wall(cmd, cwd, env)
                 times[name].append(seconds)
                 cpus[name].append(cpu)
         busy1, total1 = busy_jiffies()
@@ -97,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, median of {args.repeat} "
         f"interleaved runs; load average {load_start:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end; other processes kept {foreign:.2f} of {cores} "
-        "cores busy"
+        f"cores busy; {bytecode}"
     )
     print("| command | median wall s | median CPU s |")
     print("|---|---|---|")
