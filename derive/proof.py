@@ -251,6 +251,23 @@ def _compare(
 LEMMA_SHAPE = (2, 3, 2)  # batch m, width below p, width above n: non-square
 
 
+_LEMMAS_PROVED: dict[tuple[object, ...], Check] = {}
+"""The default lemmas already proved in this process, by what each claim depends on (the
+output lemma: the depth, the loss; the step lemma: the penalty; an activation's or a loss's
+code forms: the catalog entry), as ``_SHARDS_PROVED``: a grid search or a notebook deriving
+many networks decides each once.  A claim, form or assumption passed in (the negative
+controls) is always decided afresh, and a failure is never kept."""
+
+
+def _proved_once(key: tuple[object, ...], decide: Callable[[], Check]) -> Check:
+    if key not in _LEMMAS_PROVED:
+        check = decide()
+        if not check.ok:
+            return check
+        _LEMMAS_PROVED[key] = check
+    return _LEMMAS_PROVED[key]
+
+
 def check_output_lemma(
     network: Network, claims: dict[Var, Expr] | None = None, assume: bool = True
 ) -> Check:
@@ -260,6 +277,13 @@ def check_output_lemma(
     of the loss of link(z_L), under the loss's assumption on the targets
     (``assume=False`` drops it, to show that it is needed).
     """
+    if claims is None and assume:
+        key = ("output lemma", network.depth, network.fused, network.loss)
+        return _proved_once(key, lambda: _output_lemma(network, None, assume))
+    return _output_lemma(network, claims, assume)
+
+
+def _output_lemma(network: Network, claims: dict[Var, Expr] | None, assume: bool) -> Check:
     start = time.perf_counter()
     depth = network.depth
     fused = network.fused
@@ -307,6 +331,18 @@ def check_step_lemma(
     biases nothing).  ``penalty_gradient`` replaces λ w as the claimed
     entry of PenaltyGrad (tests: a wrong factor must be rejected).
     """
+    if claims is None and penalty_gradient is None:
+        key = ("step lemma", layer, penalty)
+        return _proved_once(key, lambda: _step_lemma(None, layer, penalty, None))
+    return _step_lemma(claims, layer, penalty, penalty_gradient)
+
+
+def _step_lemma(
+    claims: dict[Var, Expr] | None,
+    layer: int,
+    penalty: bool,
+    penalty_gradient: sp.Expr | None,
+) -> Check:
     start = time.perf_counter()
     steps, seeds = step_lemma_chain(layer, penalty)
     if claims is None:
@@ -551,6 +587,17 @@ def check_activation(
     the derivative the code uses.  The optional arguments replace the
     catalog's forms, so that tests can show a wrong one is rejected.
     """
+    if rewrite is None and code_form is None and derivative_code_form is None:
+        return _proved_once(("activation", act), lambda: _activation(act, None, None, None))
+    return _activation(act, rewrite, code_form, derivative_code_form)
+
+
+def _activation(
+    act: Activation,
+    rewrite: sp.Expr | None,
+    code_form: sp.Expr | None,
+    derivative_code_form: sp.Expr | None,
+) -> Check:
     start = time.perf_counter()
     if not act.entrywise:  # softmax: its stable form only (the fused loss covers its gradient)
         form = act.code_form if code_form is None else code_form
@@ -607,6 +654,12 @@ def _readable(expr: sp.Expr) -> str:
 
 def check_loss(loss: LossFunction, code_form: sp.Expr | None = None) -> Check:
     """The loss the generated code evaluates (its stable form) equals the definition."""
+    if code_form is None:
+        return _proved_once(("loss", loss), lambda: _loss(loss, None))
+    return _loss(loss, code_form)
+
+
+def _loss(loss: LossFunction, code_form: sp.Expr | None) -> Check:
     start = time.perf_counter()
     form = loss.code_form if code_form is None else code_form
     if loss.rowwise:

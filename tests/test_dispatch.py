@@ -1,9 +1,10 @@
-"""Every IR reader handles every node type of ``expr.Node``, and mypy reports one that does not.
+"""Every IR reader handles every node type of ``expr.Node``.
 
-(a) A sample of each node class goes through each reader: it is handled, or refused by the
+A sample of each node class goes through each reader: it is handled, or refused by the
 reader's own documented ValueError (a node the reader's domain never holds), never by the
-``assert_never`` "no rule" TypeError.  (b) A reader missing one ``case`` is reported by
-``mypy --strict``; the same reader with every case is not (so the report is the missing case).
+``assert_never`` "no rule" TypeError.  That ``mypy --strict`` reports a reader missing one
+``case`` (and not the same reader with every case) is tested in tests/test_lint.py, in the
+suite's one mypy run.
 """
 
 from __future__ import annotations
@@ -175,47 +176,3 @@ def test_a_foreign_node_hits_the_no_rule_path():
 
     with pytest.raises(TypeError, match="no rule for Stray"):
         latex.MatrixLatex(NETWORK)(Stray())  # type: ignore[arg-type]
-
-
-READER = """
-from derive.expr import (
-    Activate, ActivateDeriv, Add, Expr, Hadamard, Loss, LossGrad, MatMul, Penalty, PenaltyGrad,
-    SumRows, Transpose, Var, assert_never, Sub, Scale, SumCols, Mean, Spread, Power, InvSqrt,
-)
-
-
-def depth(e: Expr) -> int:
-    match e:
-        case Var():
-            return 0
-        case MatMul(left, right) | Add(left, right) | Hadamard(left, right) | Sub(left, right):
-            return 1 + max(depth(left), depth(right))
-        case Loss(left, right) | LossGrad(left, right):
-            return 1 + max(depth(left), depth(right))
-        case Transpose(arg) | SumRows(arg) | Penalty(arg) | PenaltyGrad(arg) | SumCols(arg):
-            return 1 + depth(arg)
-        case Scale(arg) | Mean(arg) | Spread(arg) | Power(arg) | InvSqrt(arg):
-            return 1 + depth(arg)
-        case Activate(_, arg){deriv}:
-            return 1 + depth(arg)
-        case _:
-            assert_never(e)
-"""
-
-
-@pytest.mark.parametrize("complete", [True, False], ids=["every case", "ActivateDeriv missing"])
-def test_mypy_reports_a_reader_missing_a_case(tmp_path, tmp_path_factory, monkeypatch, complete):
-    api = pytest.importorskip("mypy.api")
-    source = tmp_path / "reader.py"
-    source.write_text(READER.replace("{deriv}", " | ActivateDeriv(_, arg)" if complete else ""))
-    monkeypatch.setenv("MYPYPATH", str(latex.__file__).rsplit("/derive/", 1)[0])
-    monkeypatch.chdir(tmp_path)  # no project config: only --strict
-    cache = tmp_path_factory.getbasetemp() / "mypy-cache"  # shared: typeshed is read once
-    out, err, status = api.run(
-        [str(source), "--strict", "--python-version", "3.10", "--cache-dir", str(cache)]
-    )
-    if complete:
-        assert status == 0, out + err
-    else:
-        assert status == 1, out + err
-        assert 'Argument 1 to "assert_never" has incompatible type "ActivateDeriv"' in out, out

@@ -144,20 +144,61 @@ def _package_modules() -> list[Path]:
     return [p for p in package.rglob("*.py") if "templates" not in p.relative_to(package).parts]
 
 
-def test_derive_and_every_module_it_generates_are_fully_typed_and_a_bad_one_is_not(
-    modules, tmp_path
-):
+# generated/ typed in the default run: one module per structure the numpy target emits beyond
+# the SPECS above (layer kinds, the L2 penalty) and per loss they lack (softmax and sigmoid
+# cross-entropy, with relu and gelu); the others (dense tanh/l2, leaky_relu, elu, softplus,
+# depth one), at about 1 CPU-s each, are typed in the slow run.
+TYPED_BY_DEFAULT = {
+    "mlp_4_6_ln_6res_drop0p5_bn_3.py",
+    "mlp_20_50_10_l2.py",
+    "mlp_64_32_10.py",
+    "mlp_8_16_1.py",
+}
+GENERATED = sorted((ROOT / "generated").glob("*.py"))
+# A reader of the IR (tests/test_dispatch.py runs the package's readers on every node): with
+# every case, mypy accepts it; with ActivateDeriv's case missing, it names the node.
+READER = """
+from derive.expr import (
+    Activate, ActivateDeriv, Add, Expr, Hadamard, Loss, LossGrad, MatMul, Penalty, PenaltyGrad,
+    SumRows, Transpose, Var, assert_never, Sub, Scale, SumCols, Mean, Spread, Power, InvSqrt,
+)
+
+
+def depth(e: Expr) -> int:
+    match e:
+        case Var():
+            return 0
+        case MatMul(left, right) | Add(left, right) | Hadamard(left, right) | Sub(left, right):
+            return 1 + max(depth(left), depth(right))
+        case Loss(left, right) | LossGrad(left, right):
+            return 1 + max(depth(left), depth(right))
+        case Transpose(arg) | SumRows(arg) | Penalty(arg) | PenaltyGrad(arg) | SumCols(arg):
+            return 1 + depth(arg)
+        case Scale(arg) | Mean(arg) | Spread(arg) | Power(arg) | InvSqrt(arg):
+            return 1 + depth(arg)
+        case Activate(_, arg){deriv}:
+            return 1 + depth(arg)
+        case _:
+            assert_never(e)
+"""
+
+
+@pytest.fixture(scope="module")
+def typed(modules, tmp_path_factory):
     """One mypy --strict run, with pyproject's config, from the repository root (as ``mypy``
     there runs): the derive package (less the runtime files pyproject excludes), the rendered
-    modules, generated/, the runtime and training files (type-checked as lone files, away from
-    the package whose folder is named numpy), the array API target's modules, and a badly typed
-    file as the negative control."""
+    modules, generated/ (TYPED_BY_DEFAULT), the runtime, training and layered runtime files
+    (type-checked as lone files, away from the package whose folder is named numpy), the array
+    API target's modules, and three negative controls: a badly typed file and the IR reader
+    with and without a case. mypy reads numpy's stubs for seconds before it checks anything,
+    so the suite runs it once. (errors by file name, files checked, files expected, output)"""
     from derive.backends import array_api
 
-    folder = tmp_path / "typed"
-    folder.mkdir()
-    paths = sorted(modules.glob("*.py")) + sorted((ROOT / "generated").glob("*.py"))
-    paths += [_copy(RUNTIME / name, folder, name) for name in ("runtime.py", "training.py")]
+    folder = tmp_path_factory.mktemp("typed")
+    paths = sorted(modules.glob("*.py"))
+    paths += [path for path in GENERATED if path.name in TYPED_BY_DEFAULT]
+    for name in ("runtime.py", "training.py", "layered_runtime.py"):
+        paths.append(_copy(RUNTIME / name, folder, name))
     for path in sorted((ROOT / "generated" / "array_api").glob("*.py")):
         paths.append(_copy(path, folder, f"xp_{path.name}"))
     # the array API's helpers and logsumexp
@@ -167,19 +208,47 @@ def test_derive_and_every_module_it_generates_are_fully_typed_and_a_bad_one_is_n
     projected = folder / "xp_4_6_5proj_ln_3.py"
     network = spec.network("4,6,5+proj,ln,3", "tanh", "l2")
     projected.write_text(array_api.render(derive(network), projected.stem), encoding="utf-8")
-    bad = folder / "bad.py"
-    bad.write_text(BAD_SOURCE, encoding="utf-8")
+    controls = {
+        "bad.py": BAD_SOURCE,
+        "reader_complete.py": READER.replace("{deriv}", " | ActivateDeriv(_, arg)"),
+        "reader_missing.py": READER.replace("{deriv}", ""),
+    }
+    for name, text in controls.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        paths.append(folder / name)
     # no cache: every run reads the stubs afresh, as a fresh clone does (and writing the cache
     # would cost more than one run saves)
-    files = ["--no-incremental", ROOT / "derive", *paths, rendered, projected, bad]
+    files = ["--no-incremental", ROOT / "derive", *paths, rendered, projected]
     errors, checked, output = mypy_strict(ROOT, files, config=PYPROJECT)
-    assert checked == len(_package_modules()) + len(paths) + 3, output
-    assert set(errors) == {"bad.py"}, output
+    return errors, checked, len(_package_modules()) + len(paths) + 2, output
+
+
+def test_derive_and_the_modules_it_generates_are_fully_typed(typed):
+    errors, checked, expected, output = typed
+    assert len(TYPED_BY_DEFAULT & {path.name for path in GENERATED}) == len(TYPED_BY_DEFAULT)
+    assert checked == expected, output
+    assert set(errors) == {"bad.py", "reader_missing.py"}, output
+
+
+def test_a_badly_typed_file_is_reported(typed):
+    """Negative control: an untyped function (an error only under --strict, so it shows the
+    config is read) and an ill-typed return."""
+    errors, _, _, output = typed
     assert any(
         "bad.py:1: error: Function is missing a type annotation  [no-untyped-def]" in line
         for line in errors["bad.py"]
     ), output
     assert any("bad.py:6: error: Incompatible return value type" in e for e in errors["bad.py"])
+
+
+def test_mypy_reports_a_reader_missing_a_case(typed):
+    """An IR reader without ActivateDeriv's case is reported; the same reader with every case
+    is not (test above), so the report is the missing case."""
+    errors, _, _, output = typed
+    assert any(
+        'Argument 1 to "assert_never" has incompatible type "ActivateDeriv"' in line
+        for line in errors["reader_missing.py"]
+    ), output
 
 
 @pytest.mark.slow
@@ -190,8 +259,11 @@ def test_the_rest_of_the_matrix_is_compiled_linted_and_typed(tmp_path):
         assert _imported(path) <= {"numpy", "__future__"}, path.name
     assert _ruff("check", "--no-cache", str(tmp_path)).returncode == 0
     assert _ruff("format", "--check", "--no-cache", str(tmp_path)).returncode == 0
-    errors, checked, output = mypy_strict(tmp_path, paths)
-    assert (errors, checked) == ({}, len(paths)), output
+    typed = paths + [
+        _copy(p, tmp_path, p.name) for p in GENERATED if p.name not in TYPED_BY_DEFAULT
+    ]
+    errors, checked, output = mypy_strict(tmp_path, typed)
+    assert (errors, checked) == ({}, len(typed)), output
 
 
 def test_project_code_is_linted_and_formatted():

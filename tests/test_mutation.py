@@ -17,6 +17,13 @@ from derive.expr import ActivateDeriv, Hadamard, MatMul, Transpose, substitute
 LAYERS = "3,4,2,5"  # non-square everywhere, depth 3
 
 
+@pytest.fixture(autouse=True)
+def _lemmas_decided_afresh(monkeypatch):
+    """The mutants change the code the lemmas are decided by, which no process does: each
+    test starts as a fresh process, with no lemma proved yet (proof._LEMMAS_PROVED)."""
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
+
+
 def _module_from(tmp_path, derived, template_source=None, monkeypatch=None):
     if template_source is not None:
         monkeypatch.setattr(numpy_module, "template_source", template_source)

@@ -170,3 +170,36 @@ def test_activation_rewrite_check_rejects_a_wrong_rewrite():
     tanh = catalog.activation("tanh")
     assert catalog.rewrite_holds(tanh, 1 - catalog.A**2)
     assert not catalog.rewrite_holds(tanh, 1 - catalog.A)
+
+
+def test_a_default_lemma_is_decided_once_and_a_negative_control_always(monkeypatch):
+    """The output, step, activation and loss lemmas are decided once per process (their claim
+    depends only on the key proof._LEMMAS_PROVED holds); a claim or form passed in is decided
+    afresh each time, and a failure is never kept."""
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
+    network = spec.network("4,3", "tanh", "softmax_cross_entropy")
+    tanh = network.activations[0]
+    defaults = [
+        lambda: proof.check_output_lemma(network),
+        proof.check_step_lemma,
+        lambda: proof.check_activation(tanh),
+        lambda: proof.check_loss(network.loss),
+    ]
+    for check in defaults:
+        first = check()
+        assert first.ok and check() is first
+    assert len(proof._LEMMAS_PROVED) == 4
+    wrong_claim = {model.z(1): Hadamard(LossGrad(model.a(1), model.Y), Activate(1, model.z(1)))}
+    wrong = [
+        lambda: proof.check_output_lemma(network, wrong_claim),
+        lambda: proof.check_activation(tanh, code_form=2 * tanh.code_form),
+        lambda: proof.check_loss(network.loss, code_form=2 * network.loss.code_form),
+    ]
+    for check in wrong:
+        assert not check().ok
+    assert len(proof._LEMMAS_PROVED) == 4
+    failed = dataclasses.replace(defaults[0](), ok=False)
+    monkeypatch.setattr(proof, "_output_lemma", lambda *args: failed)
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
+    assert not proof.check_output_lemma(network).ok
+    assert proof._LEMMAS_PROVED == {}
