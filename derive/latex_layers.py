@@ -44,12 +44,45 @@ def document_body(derivation: Derivation, checks: list[Check], seed_check: bool 
         latex.loss_section(network),
         "\\section*{Each kind of layer, for any gradient from above}\n",
         kind_sections(network),
+        penalty_section(network),
         "\\section*{This network, from the loss down}\n",
         network_identities(derivation),
         "\\section*{What was verified}\n",
         verification(checks, network),
     ]
     return latex.sized_parens("".join(parts))  # the seed's equations are the dense network's
+
+
+def penalty_section(network: Network) -> str:
+    """With ``--l2``: the objective over this network's penalised matrices (``weights``: W_l
+    and P_l, not b_l, γ_l, β_l) and what the chain rule adds to their gradients (else '')."""
+    from . import penalty
+    from .layers import weights
+
+    if not network.l2:
+        return ""
+    pr = MatrixLatex(network)
+    penalised = [pr(w) for layer in network.layers for w in weights(layer)]
+    names = {penalty.lam: r"\lambda", penalty.w: "w"}
+    entry, gradient = latex.scalar(penalty.ENTRY, names), latex.scalar(penalty.GRADIENT, names)
+    norms = " + ".join(rf"\lVert {w} \rVert_F^2" for w in penalised)
+    rows = [
+        rf"{latex.OBJECTIVE} &= {LOSS} + \frac{{\lambda}}{{2}} \left({norms}\right)",
+        rf"\frac{{\partial}}{{\partial w}} \left({entry}\right) &= {gradient}",
+    ]
+    return (
+        "\\section*{The L2 penalty}\n"
+        "The objective adds an L2 penalty on the weights $W_l$ and the projections $P_l$ "
+        "(not the biases $b_l$, nor a normalization's $\\gamma_l$ and $\\beta_l$: the usual "
+        "weight decay) to the loss, $\\lambda \\ge 0$ being a number given at run time; "
+        "its entry $"
+        + entry
+        + "$ is differentiated by SymPy:\n"
+        + _align(rows)
+        + "No layer's output enters the penalty, so every adjoint below is the loss's; the "
+        "chain rule adds $\\lambda W_l$ (and $\\lambda P_l$) to the gradient of each "
+        "penalised matrix, and nothing to the others.\n"
+    )
 
 
 def document(
