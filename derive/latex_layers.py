@@ -453,6 +453,20 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             f"arbitrary function{extra}; the derived identities above expanded to the same "
             "polynomial." + CONTROLS.get(kind, ""),
         )
+    if name.endswith(" lemma, any width"):
+        kind = name.removesuffix(" lemma, any width")
+        widths = r"$n_l = n_{l-1}$" if kind in ("residual", "dropout") else r"$n_{l-1}$, $n_l$"
+        return (
+            f"One {kind} block, any width",
+            rf"The same block for every batch size $m$ and widths {widths} at once, $G$ "
+            "arbitrary: entries are indexed symbols, matrix products are sums over symbolic "
+            "ranges, and the derivative of one entry by another is 1 when the indices agree and "
+            "0 otherwise, which SymPy sums away; what remains is each formula's entry $(r, s)$ "
+            "for symbolic $r$ and $s$." + CONTROLS.get(kind, "") + " The normalizations are "
+            "proved at fixed sizes only: their statistics put a sum over the symbolic width "
+            r"inside $\sqrt{v + \epsilon}$, and the exact reduction of that radical needs "
+            "explicit entries.",
+        )
     if name in ("layer norm", "batch norm"):
         size = latex._sizes(r"m=(\d+), n=(\d+)", check.method)
         at = f" at $m = {size[0]}$, $n = {size[1]}$" if size else ""

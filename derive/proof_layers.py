@@ -340,7 +340,7 @@ def _lemma_checks(network: Network) -> list[Check]:
     """The block lemma of every kind in the network (with the penalty where it has weights)."""
     from . import proof_normalization
     from .normalization import BATCH_NORM, LAYER_NORM
-    from .symbolic_widths import check_step_lemma_symbolic
+    from .symbolic_widths import BLOCKS, check_block_lemma_symbolic, check_step_lemma_symbolic
 
     kinds: list[str] = []
     for layer in network.layers:
@@ -372,6 +372,8 @@ def _lemma_checks(network: Network) -> list[Check]:
             checks.append(check_block_lemma(block, penalty=True))
         if kind == "dense":
             checks.append(check_step_lemma_symbolic())
+        if kind in BLOCKS:  # every width (the normalizations: symbolic_widths.BLOCKS says why not)
+            checks.append(check_block_lemma_symbolic(kind))
     return checks
 
 
