@@ -227,20 +227,20 @@ class Compiler:
                 op = {Add: "add", Sub: "subtract", Hadamard: "multiply"}[type(e)]
                 return self._binary(op, left, right, out, shape)
             case Scale(arg, factor):
-                lines = self._first(arg, out, shape)
+                source, lines = self._source(arg, out, shape)
                 if factor == -1:
-                    return [*lines, f"np.negative({out}, {out})"]
-                return [*lines, f"np.multiply({out}, {self._scalar(factor)}, {out})"]
+                    return [*lines, f"np.negative({source}, {out})"]
+                return [*lines, f"np.multiply({source}, {self._scalar(factor)}, {out})"]
             case Power(arg, exponent):
                 a = self._plain(arg, lines)
                 if exponent == 2:
                     return [*lines, f"np.multiply({a}, {a}, {out})"]
                 return [*lines, f"np.power({a}, {exponent}, {out})"]
             case InvSqrt(arg):  # 1/√(v + ε)
-                lines = self._first(arg, out, shape)
+                source, lines = self._source(arg, out, shape)
                 return [
                     *lines,
-                    f"np.add({out}, {self.code.EPS}, {out})",
+                    f"np.add({source}, {self.code.EPS}, {out})",
                     f"np.sqrt({out}, {out})",
                     f"np.divide({self.constant(sp.Integer(1))}, {out}, {out})",
                 ]
@@ -298,6 +298,15 @@ class Compiler:
             f"np.subtract({pred}, {target}, {entries})",
             f"value = float(np.vdot({entries}, {entries})){scale}",
         ]
+
+    def _source(self, arg: Expr, out: str, shape: Shape) -> tuple[str, list[str]]:
+        """An array holding ``arg`` at ``out``'s shape for an entrywise op into ``out``:
+        a variable of that shape itself (no copy), else ``out`` after computing it."""
+        while isinstance(arg, Spread) and self.shape(arg.arg) == shape:
+            arg = arg.arg
+        if isinstance(arg, Var) and self.shape(arg) == shape:
+            return code_name(arg), []
+        return out, self._first(arg, out, shape)
 
     def _first(self, arg: Expr, out: str, shape: Shape) -> list[str]:
         """``arg`` into ``out`` when it has ``out``'s shape, else spread onto it."""
