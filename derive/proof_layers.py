@@ -340,7 +340,7 @@ def _lemma_checks(network: Network) -> list[Check]:
     """The block lemma of every kind in the network (with the penalty where it has weights)."""
     from . import proof_normalization
     from .normalization import BATCH_NORM, LAYER_NORM
-    from .symbolic_widths import check_step_lemma_symbolic
+    from .symbolic_widths import BLOCKS, check_block_lemma_symbolic, check_step_lemma_symbolic
 
     kinds: list[str] = []
     for layer in network.layers:
@@ -361,10 +361,8 @@ def _lemma_checks(network: Network) -> list[Check]:
     for kind in dict.fromkeys(kinds):
         if kind in ("ln", "bn"):
             sample = LAYER_NORM if kind == "ln" else BATCH_NORM
-            checks += [
-                proof_normalization.check_normalization(sample, size)
-                for size in proof_normalization.SIZES
-            ]
+            size = proof_normalization.VERIFY_SIZES[sample.axis]  # why: its docstring
+            checks.append(proof_normalization.check_normalization(sample, size))
             continue
         block = sample_block(kind)
         checks.append(check_block_lemma(block))
@@ -372,6 +370,8 @@ def _lemma_checks(network: Network) -> list[Check]:
             checks.append(check_block_lemma(block, penalty=True))
         if kind == "dense":
             checks.append(check_step_lemma_symbolic())
+        if kind in BLOCKS:  # every width (the normalizations: symbolic_widths.BLOCKS says why not)
+            checks.append(check_block_lemma_symbolic(kind))
     return checks
 
 

@@ -389,16 +389,6 @@ def test_a_projection_initialises_p_like_w_and_keeps_save_load_and_out(projected
         mod.backprop([params[0], (params[1][0][:, :4], params[1][1]), *params[2:]], x, y)
 
 
-def test_the_l2_penalty_with_layer_kinds_is_refused_in_one_line():
-    """The layered plan's loss and gradients omit λ/2 Σ‖W_l‖²: refused, never emitted wrong."""
-    from derive.backends import array_api
-
-    network = spec.network("3,4+proj,ln,2", "tanh", "l2", l2=True)
-    for target in (numpy_module, array_api):
-        with pytest.raises(ValueError, match=r"^--l2 with layer kinds is not emitted yet"):
-            target.render(derive(network), "proj_l2")
-
-
 def test_fit_reduces_the_loss_with_projections(tmp_path):
     """``fit`` on the digits the other kinds train on, through two projected blocks."""
     from sklearn.datasets import load_digits

@@ -73,6 +73,21 @@ def test_steady_state_with_out_allocates_no_array(wide, dtype, given):
     assert peak < SMALL_OBJECTS
 
 
+def test_the_l2_penalty_allocates_no_array_either(tmp_path):
+    """With --l2 each λ W_l (and λ P_l) goes through a workspace scratch into ∂L/∂W_l."""
+    network = spec.network("64,320,ln,288+proj,288", "tanh", "l2", l2=True)
+    path = tmp_path / "penalised_kinds.py"
+    path.write_text(numpy_module.render(derive(network), path.stem), encoding="utf-8")
+    mod = load_module(path, path.stem)
+    params = mod.init_params(seed=1, dtype=np.float32)
+    x, y = inputs(mod, np.float32)
+    out = [tuple(np.empty_like(p) for p in pair) for pair in params]
+    peak, growth = steady_state_peak(lambda: mod.backprop(params, x, y, out, l2=0.01), calls=5)
+    assert growth == 0 and peak < SMALL_OBJECTS
+    value, _ = mod.backprop(params, x, y, l2=0.01)
+    assert np.isclose(value, mod.loss(params, x, y, training=True, l2=0.01), rtol=1e-5)
+
+
 def test_the_allocation_check_sees_the_plain_call_allocate(wide):
     """Negative control: without ``out`` the call makes its gradients, and is caught."""
     _, mod = wide

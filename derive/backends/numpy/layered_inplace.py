@@ -458,6 +458,11 @@ def backprop_fields(
     order = [copied, *(g.lines for g in forward)]
     order += [[f"{b['row']} mu{b['layer']} v{b['layer']}"] for b in batch_norms]
     order += [loss_lines, *(g.lines for g in backward)]
+    for param in the_plan.penalised:  # type: ignore[attr-defined]
+        name = code_name(param)  # with --l2: λ W_l into a scratch, added to ∂L/∂W_l
+        compiler.buffer(f"decay_{name}", shapes[name])
+        order.append([f"decay_{name} d{name} {name}"])
+    buffers = list(compiler.buffers.values())
     order.append(sorted(joined))  # the projection's halves, copied into out at the end
     read = {name for lines in order for line in lines for name in re.findall(r"\w+", line)}
     buffers = [b for b in buffers if b.name in read]  # a scratch a fallback left unused
