@@ -3,6 +3,8 @@ PyTorch (F.layer_norm, F.batch_norm, a fixed dropout mask, autograd) and central
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from helpers import load_module
@@ -555,7 +557,9 @@ def test_a_norms_dx_is_its_lemmas_compact_form_only_when_the_raw_forms_agree(mix
 
     network, mod = mixed
     source = open(mod.__file__, encoding="utf-8").read()
-    assert "sum_gx2 = " in source and "sum_gx5 = " in source
+    # each sum is the output of one product (``np.dot(t, ones5, sum_gx2)``), read after
+    for total in ("sum_gx2", "sum_gx5"):
+        assert len(re.findall(rf"np\.dot\([\w.]+, [\w.]+, {total}\)", source)) == 1, total
     norm = network.layers[1]
     steps = layered._steps(network)
     adjoints = layered.backward(steps, {layered.model.LOSS: layered.model.SEED})
