@@ -47,6 +47,7 @@ from .expr import (
     assert_never,
     substitute,
 )
+from .layers import Dropout, Residual
 
 m, p, n = sp.symbols("m n_prev n_l", integer=True, positive=True)
 r, s = sp.symbols("r s", integer=True, nonnegative=True)
@@ -325,13 +326,30 @@ def _closed(expr: Expr, definitions: dict[Var, Expr]) -> Expr:
     return expr
 
 
-def block_claims_symbolic(kind: str) -> dict[Var, Expr]:
-    """The chain rule's ∂/∂a_{l-1} and parameter gradients of the block (``proof_layers``),
-    through its named adjoints (δ_l, ā_l)."""
-    from .proof_layers import block_claims, sample_block
+DROP_RATE = sp.Symbol("p", nonnegative=True)
+"""The dropout rate: a symbol (``proof_layers.RATE``'s), so the lemma holds for every p ≠ 1."""
 
+
+def sample_block(kind: str) -> Residual | Dropout:
+    """The block at index 2 (``proof_layers.sample_block``'s, whose widths are concrete;
+    here only its steps are read, the widths are the symbols of ``check_block_lemma_symbolic``)."""
+    from .catalog import activation
+
+    act = activation("tanh")  # replaced by an undefined a_2 with derivative Da_2
+    if kind == "res":
+        return Residual(2, 3, 3, act)
+    if kind == "proj":
+        return Residual(2, 3, 2, act, projection=True)
+    if kind == "drop":
+        return Dropout(2, 3, DROP_RATE)
+    raise ValueError(f"no symbolic-width block lemma for {kind!r}")
+
+
+def block_claims_symbolic(kind: str) -> dict[Var, Expr]:
+    """The chain rule's ∂/∂a_{l-1} and parameter gradients of the block (its ``lemma_chain``,
+    fed by G = ∂L/∂a_l), through its named adjoints (δ_l, ā_l)."""
     layer = sample_block(kind)
-    derived = block_claims(layer)
+    derived = backward(*layer.lemma_chain())
     return {v: derived[v] for v in (layer.input, *layer.parameters())}
 
 
@@ -339,11 +357,9 @@ def check_block_lemma_symbolic(kind: str, claims: dict[Var, Expr] | None = None)
     """Σ_{i,j} G_ij ∂(a_l)_ij/∂θ_rs equals the claimed gradient's entry (r, s) for the
     residual (equal widths: n x n), projection (n_{l-1} -> n_l) or dropout block, every m
     and width, G = ∂L/∂a_l arbitrary; ``claims`` replaces the derived ones (the controls)."""
-    from .proof_layers import block_chain, sample_block
-
     start = time.perf_counter()
     layer = sample_block(kind)
-    steps, seeds = block_chain(layer)
+    steps, seeds = layer.lemma_chain()
     derived = backward(steps, seeds)
     if claims is None:
         claims = block_claims_symbolic(kind)
@@ -358,8 +374,8 @@ def check_block_lemma_symbolic(kind: str, claims: dict[Var, Expr] | None = None)
     }
     for var in layer.parameters():
         shapes[var] = (sp.Integer(1), n) if var.kind is model.b(0).kind else (width_in, n)
-    if kind == "drop":
-        shapes[layer.mask] = (m, n)  # type: ignore[union-attr]
+    if isinstance(layer, Dropout):
+        shapes[layer.mask] = (m, n)
     entries = _GenericEntries(shapes)
     i, j = sp.symbols("i j", integer=True, nonnegative=True)
     problems = []
