@@ -406,7 +406,7 @@ def verify_mixed(derivation: Derivation, end_to_end_depth: int) -> list[Check]:
     else:
         why = (
             "not run for a network with a normalization (SymPy's diff through its roots takes "
-            "about a minute at depth 3: tests/test_mixed.py runs it, marked slow)"
+            "about 5 CPU-s at depth 3, more per layer: tests/test_mixed.py runs it, marked slow)"
             if normalized
             else f"skipped above depth {limit} for a mixed network (SymPy's diff of the "
             "unrolled loss grows too fast)"
