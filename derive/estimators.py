@@ -7,9 +7,13 @@ search derives each network once.  scikit-learn is an optional dependency
 (``pip install 'derive[train]'``); nothing else in derive imports this file
 unless ``derive.MLPClassifier`` or ``derive.MLPRegressor`` is asked for.
 
-``alpha`` is an L2 penalty applied by the optimizer, as scikit-learn does
-it: ``alpha / batch`` times W is added to the gradient of the batch's mean
-loss (biases are not penalised).  It is not part of the proved derivation.
+``alpha`` is an L2 penalty as scikit-learn has it: ``alpha / batch`` times W
+is added to the gradient of the batch's mean loss (biases are not penalised).
+For a dense network the optimizer adds it (its ``weight_decay``).  For a network
+with layer kinds it is the derived, proved penalty (``--l2``, ``fit(l2=alpha /
+batch)``) on the weights W_l and projections P_l, so that γ_l and β_l are not
+decayed (the optimizer's decay would take γ_l as a pair's first array); the
+``adamw`` solver keeps its decoupled decay.
 """
 
 from __future__ import annotations
@@ -120,16 +124,23 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
                 )
         return tuple(items)
 
+    def _penalised(self) -> bool:
+        """True when ``alpha`` is the derived penalty: layer kinds, alpha > 0, not adamw."""
+        kinds = any(not item.isdigit() for item in self._hidden())
+        return kinds and self.solver != "adamw" and float(self.alpha) > 0
+
     def _module(self, n_in: int, n_out: int) -> ModuleType:
         hidden = self._hidden()
         layers = ",".join([str(n_in), *hidden, str(n_out)])
         activated = sum(1 for item in hidden if item[0].isdigit()) + 1  # dense and residual
-        return _build.network_module(layers, self._activations(activated), self._loss)
+        return _build.network_module(
+            layers, self._activations(activated), self._loss, self._penalised()
+        )
 
     def _optimizer(self, module: ModuleType, params: Params, batch: int) -> Any:
-        decay = float(self.alpha) / batch
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
+        decay = 0.0 if self._penalised() else float(self.alpha) / batch
         if self.solver == "sgd":
             return module.SGD(
                 params,
@@ -200,6 +211,7 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
             shuffle=self.shuffle,
             callback=stopper,
             verbose=self.verbose,
+            l2=float(self.alpha) / batch if self._penalised() else 0.0,
         )
         if stopper.best_params is not None:
             for (w, b), (w_best, b_best) in zip(params, stopper.best_params, strict=True):

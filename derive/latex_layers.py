@@ -44,12 +44,45 @@ def document_body(derivation: Derivation, checks: list[Check], seed_check: bool 
         latex.loss_section(network),
         "\\section*{Each kind of layer, for any gradient from above}\n",
         kind_sections(network),
+        penalty_section(network),
         "\\section*{This network, from the loss down}\n",
         network_identities(derivation),
         "\\section*{What was verified}\n",
         verification(checks, network),
     ]
     return latex.sized_parens("".join(parts))  # the seed's equations are the dense network's
+
+
+def penalty_section(network: Network) -> str:
+    """With ``--l2``: the objective over this network's penalised matrices (``weights``: W_l
+    and P_l, not b_l, γ_l, β_l) and what the chain rule adds to their gradients (else '')."""
+    from . import penalty
+    from .layers import weights
+
+    if not network.l2:
+        return ""
+    pr = MatrixLatex(network)
+    penalised = [pr(w) for layer in network.layers for w in weights(layer)]
+    names = {penalty.lam: r"\lambda", penalty.w: "w"}
+    entry, gradient = latex.scalar(penalty.ENTRY, names), latex.scalar(penalty.GRADIENT, names)
+    norms = " + ".join(rf"\lVert {w} \rVert_F^2" for w in penalised)
+    rows = [
+        rf"{latex.OBJECTIVE} &= {LOSS} + \frac{{\lambda}}{{2}} \left({norms}\right)",
+        rf"\frac{{\partial}}{{\partial w}} \left({entry}\right) &= {gradient}",
+    ]
+    return (
+        "\\section*{The L2 penalty}\n"
+        "The objective adds an L2 penalty on the weights $W_l$ and the projections $P_l$ "
+        "(not the biases $b_l$, nor a normalization's $\\gamma_l$ and $\\beta_l$: the usual "
+        "weight decay) to the loss, $\\lambda \\ge 0$ being a number given at run time; "
+        "its entry $"
+        + entry
+        + "$ is differentiated by SymPy:\n"
+        + _align(rows)
+        + "No layer's output enters the penalty, so every adjoint below is the loss's; the "
+        "chain rule adds $\\lambda W_l$ (and $\\lambda P_l$) to the gradient of each "
+        "penalised matrix, and nothing to the others.\n"
+    )
 
 
 def document(
@@ -419,6 +452,20 @@ def explain(check: Check, network: Network) -> tuple[str, str]:
             + r" by every entry of $a_{l-1}$ and of the parameters, with the activation an "
             f"arbitrary function{extra}; the derived identities above expanded to the same "
             "polynomial." + CONTROLS.get(kind, ""),
+        )
+    if name.endswith(" lemma, any width"):
+        kind = name.removesuffix(" lemma, any width")
+        widths = r"$n_l = n_{l-1}$" if kind in ("residual", "dropout") else r"$n_{l-1}$, $n_l$"
+        return (
+            f"One {kind} block, any width",
+            rf"The same block for every batch size $m$ and widths {widths} at once, $G$ "
+            "arbitrary: entries are indexed symbols, matrix products are sums over symbolic "
+            "ranges, and the derivative of one entry by another is 1 when the indices agree and "
+            "0 otherwise, which SymPy sums away; what remains is each formula's entry $(r, s)$ "
+            "for symbolic $r$ and $s$." + CONTROLS.get(kind, "") + " The normalizations are "
+            "proved at fixed sizes only: their statistics put a sum over the symbolic width "
+            r"inside $\sqrt{v + \epsilon}$, and the exact reduction of that radical needs "
+            "explicit entries.",
         )
     if name in ("layer norm", "batch norm"):
         size = latex._sizes(r"m=(\d+), n=(\d+)", check.method)

@@ -25,3 +25,6 @@ GRADIENT = sp.diff(ENTRY, w)
 
 FACTOR = sp.cancel(GRADIENT / (lam * w))
 """The constant c in the gradient c λ W_l the generated code evaluates (1)."""
+
+HALF = sp.cancel(ENTRY / (lam * w**2))
+"""The constant c in the penalty's value c λ ‖W_l‖_F² the generated code evaluates (1/2)."""

@@ -345,7 +345,7 @@ def _lemma_checks(network: Network) -> list[Check]:
     """The block lemma of every kind in the network (with the penalty where it has weights)."""
     from . import proof_normalization
     from .normalization import BATCH_NORM, LAYER_NORM
-    from .symbolic_widths import check_step_lemma_symbolic
+    from .symbolic_widths import BLOCKS, check_block_lemma_symbolic, check_step_lemma_symbolic
 
     kinds: list[str] = []
     for layer in network.layers:
@@ -366,10 +366,8 @@ def _lemma_checks(network: Network) -> list[Check]:
     for kind in dict.fromkeys(kinds):
         if kind in ("ln", "bn"):
             sample = LAYER_NORM if kind == "ln" else BATCH_NORM
-            checks += [
-                proof_normalization.check_normalization(sample, size)
-                for size in proof_normalization.SIZES
-            ]
+            size = proof_normalization.VERIFY_SIZES[sample.axis]  # why: its docstring
+            checks.append(proof_normalization.check_normalization(sample, size))
             continue
         block = sample_block(kind)
         checks.append(check_block_lemma(block))
@@ -377,6 +375,8 @@ def _lemma_checks(network: Network) -> list[Check]:
             checks.append(check_block_lemma(block, penalty=True))
         if kind == "dense":
             checks.append(check_step_lemma_symbolic())
+        if kind in BLOCKS:  # every width (the normalizations: symbolic_widths.BLOCKS says why not)
+            checks.append(check_block_lemma_symbolic(kind))
     return checks
 
 
@@ -411,7 +411,7 @@ def verify_mixed(derivation: Derivation, end_to_end_depth: int) -> list[Check]:
     else:
         why = (
             "not run for a network with a normalization (the exact proof through its roots takes "
-            "about a minute at depth 3: tests/test_mixed.py runs it, marked slow)"
+            "about 5 CPU-s at depth 3, more per layer: tests/test_mixed.py runs it, marked slow)"
             if normalized
             else f"skipped above depth {limit} for a mixed network (the derivative of the "
             "unrolled loss grows too fast)"

@@ -35,7 +35,19 @@ from .normalization import Normalization, derive_normalization
 from .proof import Env, Semantics, evaluate, generic_semantics, symbols_matrix
 
 SIZES = ((3, 4), (4, 3))
-"""(m, n): non-square both ways, so a transposed axis cannot pass."""
+"""(m, n): the issue's sizes, non-square both ways; proved by the slow tests and
+``benchmarks/bench_proof_normalization.py``."""
+
+VERIFY_SIZES = {Axis.FEATURES: (2, 3), Axis.BATCH: (3, 2)}
+"""The size ``verify`` proves each kind at (by normalized axis): layer norm m = 2 rows of
+n = 3 features, batch norm m = 3 rows of n = 2 columns.  Why these suffice as the fixed-size
+instance: the groups a statistic runs over (rows for layer norm, columns for batch norm)
+are independent copies of one another, so more than one group adds nothing but a check
+that no group reads another's, which 2 groups already make; the normalized count 3 is
+generic: among the x̂ of a group of k ≥ 3 entries the only relations are Σ x̂ = 0 and
+Σ x̂² = k v/(v + ε), which hold at every k, while k = 2 adds x̂₂ = -x̂₁ (so 2 would not do);
+and 2 ≠ 3 keeps the size non-square, so a statistic over the wrong axis has the other
+shape (the negative controls fail at these sizes, tests/test_normalization.py)."""
 
 Divisor = Callable[[int], sp.Expr]
 
@@ -170,11 +182,15 @@ and the size (every network's layer is an instance of the kind's lemma, by the i
 so a notebook or a grid search deriving many networks decides it once."""
 
 
-def verify_normalizations() -> list[Check]:
-    """Both kinds at both sizes."""
+def verify_normalizations(sizes: tuple[tuple[int, int], ...] | None = None) -> list[Check]:
+    """Both kinds at ``sizes`` (default: each at its ``VERIFY_SIZES`` size)."""
     from .normalization import BATCH_NORM, LAYER_NORM
 
-    return [check_normalization(k, size) for k in (LAYER_NORM, BATCH_NORM) for size in SIZES]
+    return [
+        check_normalization(k, size)
+        for k in (LAYER_NORM, BATCH_NORM)
+        for size in (sizes or (VERIFY_SIZES[k.axis],))
+    ]
 
 
 def check_dense_then_normalization(

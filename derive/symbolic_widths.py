@@ -47,6 +47,7 @@ from .expr import (
     assert_never,
     substitute,
 )
+from .layers import Dropout, Residual
 
 m, p, n = sp.symbols("m n_prev n_l", integer=True, positive=True)
 r, s = sp.symbols("r s", integer=True, nonnegative=True)
@@ -80,11 +81,11 @@ class _Entries:
                 return sp.Integer(1), self.shape(arg)[1]
             case Add(left, _) | Hadamard(left, _):
                 return self.shape(left)
-            case Activate(_, arg) | ActivateDeriv(_, arg) | PenaltyGrad(arg):
+            case Activate(_, arg) | ActivateDeriv(_, arg) | PenaltyGrad(arg) | Scale(arg, _):
                 return self.shape(arg)
             case Loss() | LossGrad() | Penalty():
                 raise ValueError(f"{type(e).__name__}: the step lemma has no loss or penalty")
-            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+            case Sub() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
                 raise ValueError(f"{type(e).__name__}: a normalization's node, no symbolic width")
             case _:
                 assert_never(e)
@@ -101,6 +102,11 @@ class _Entries:
                     raise sp.ShapeError(f"cannot multiply: {inner} columns by {rows_right} rows")
                 return sp.Sum(self(left, row, k) * self(right, k, col), (k, 0, inner - 1))
             case Add(left, right):
+                (rows, cols), (rows_right, cols_right) = self.shape(left), self.shape(right)
+                if cols != cols_right or rows_right not in (rows, 1):  # a bias row broadcasts
+                    raise sp.ShapeError(
+                        f"cannot add {rows} x {cols} and {rows_right} x {cols_right}"
+                    )
                 return self(left, row, col) + self(right, row, col)
             case Hadamard(left, right):
                 return self(left, row, col) * self(right, row, col)
@@ -114,12 +120,14 @@ class _Entries:
             case ActivateDeriv(layer, arg):
                 x = self(arg, row, col)
                 return sp.Derivative(_a(layer)(x), x)
+            case Scale(arg, factor):  # a constant factor, e.g. dropout's 1/(1 - p)
+                return factor * self(arg, row, col)
             case Loss() | LossGrad() | Penalty() | PenaltyGrad():
                 # the penalty's part is proved apart (check_penalty_symbolic)
                 raise ValueError(
                     f"{type(e).__name__}: no symbolic-width entries (not in the lemma)"
                 )
-            case Sub() | Scale() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
+            case Sub() | SumCols() | Mean() | Spread() | Power() | InvSqrt():
                 # the normalizations are proved at concrete sizes (proof_normalization)
                 raise ValueError(f"{type(e).__name__}: a normalization's node, no symbolic width")
             case _:
@@ -261,6 +269,145 @@ def check_penalty_symbolic(gradient: sp.Expr | None = None) -> Check:
         "∂/∂(W_l)_rs of λ/2 Σ_ij (W_l)_ij² = λ (W_l)_rs for symbolic n_{l-1}, n_l",
         "exact: Indexed entries, Sum over symbolic ranges, KroneckerDelta summed by SymPy, "
         "λ a symbol",
+        not problems,
+        time.perf_counter() - start,
+        "; ".join(problems),
+    )
+
+
+# --- the residual, projection and dropout blocks ------------------------------------
+
+BLOCKS = ("res", "proj", "drop")
+"""The block lemmas proved here for all widths (``proof_layers.sample_block``'s kinds).
+
+Layer norm and batch norm are not: their statistics are sums over the symbolic range
+inside a square root, 1/√(Σ_k (x_k - μ)²/n + ε), and the exact decision for them
+(``proof_normalization``) reduces each radical modulo t² = v + ε over explicit entries;
+with a symbolic n there are no explicit entries to reduce, and SymPy cannot sum the
+KroneckerDeltas that ∂/∂x_rs leaves inside the root back out of it."""
+
+
+class _GenericEntries(_Entries):
+    """Entries with the activation ``engine.generic_activation``'s a_l, whose derivative is
+    the undefined Da_l: SymPy's chain rule through a_l(Σ_k ...) gives Da_l(Σ_k ...) (an
+    undefined function's derivative by a sum is not a ``Derivative`` SymPy can build)."""
+
+    def __call__(self, e: Expr, row: sp.Expr, col: sp.Expr) -> sp.Expr:
+        from .engine import generic_activation
+
+        match e:
+            case Activate(layer, arg):
+                return generic_activation(layer)[0](self(arg, row, col))
+            case ActivateDeriv(layer, arg):
+                return generic_activation(layer)[1](self(arg, row, col))
+        return super().__call__(e, row, col)
+
+
+def _cases(rows: sp.Expr, cols: sp.Expr) -> list[dict[sp.Expr, sp.Expr]]:
+    """Substitutions that put entry (r, s) in range for every width, as a cover of cases.
+
+    Distinct rows and cols symbols: rows = r + 1 + u, cols = s + 1 + t (one case).  One
+    symbol n for both (a square n x n weight of a residual block): r ≤ s < n and s ≤ r < n,
+    i.e. s = r + v or r = s + v, and n = max(r, s) + 1 + t; together every r, s < n.
+    """
+    u, t, v = sp.symbols("u t v", integer=True, nonnegative=True)
+    if rows == 1:
+        return [{cols: s + 1 + t}]
+    if rows != cols:
+        return [{rows: r + 1 + u, cols: s + 1 + t}]
+    return [{s: r + v, rows: r + v + 1 + t}, {r: s + v, rows: s + v + 1 + t}]
+
+
+def _closed(expr: Expr, definitions: dict[Var, Expr]) -> Expr:
+    """``expr`` with every named adjoint and intermediate replaced by its definition."""
+    previous = None
+    while previous != expr:
+        previous, expr = expr, substitute(expr, definitions)
+    return expr
+
+
+DROP_RATE = sp.Symbol("p", nonnegative=True)
+"""The dropout rate: a symbol (``proof_layers.RATE``'s), so the lemma holds for every p ≠ 1."""
+
+
+def sample_block(kind: str) -> Residual | Dropout:
+    """The block at index 2 (``proof_layers.sample_block``'s, whose widths are concrete;
+    here only its steps are read, the widths are the symbols of ``check_block_lemma_symbolic``)."""
+    from .catalog import activation
+
+    act = activation("tanh")  # replaced by an undefined a_2 with derivative Da_2
+    if kind == "res":
+        return Residual(2, 3, 3, act)
+    if kind == "proj":
+        return Residual(2, 3, 2, act, projection=True)
+    if kind == "drop":
+        return Dropout(2, 3, DROP_RATE)
+    raise ValueError(f"no symbolic-width block lemma for {kind!r}")
+
+
+def block_claims_symbolic(kind: str) -> dict[Var, Expr]:
+    """The chain rule's ∂/∂a_{l-1} and parameter gradients of the block (its ``lemma_chain``,
+    fed by G = ∂L/∂a_l), through its named adjoints (δ_l, ā_l)."""
+    layer = sample_block(kind)
+    derived = backward(*layer.lemma_chain())
+    return {v: derived[v] for v in (layer.input, *layer.parameters())}
+
+
+def check_block_lemma_symbolic(kind: str, claims: dict[Var, Expr] | None = None) -> Check:
+    """Σ_{i,j} G_ij ∂(a_l)_ij/∂θ_rs equals the claimed gradient's entry (r, s) for the
+    residual (equal widths: n x n), projection (n_{l-1} -> n_l) or dropout block, every m
+    and width, G = ∂L/∂a_l arbitrary; ``claims`` replaces the derived ones (the controls)."""
+    start = time.perf_counter()
+    layer = sample_block(kind)
+    steps, seeds = layer.lemma_chain()
+    derived = backward(steps, seeds)
+    if claims is None:
+        claims = block_claims_symbolic(kind)
+    names = {st.adjoint: derived[st.target] for st in steps if st.adjoint is not None}
+    intermediates = {st.target: st.expr for st in steps if st.target != layer.output}
+    definitions = {**names, **intermediates}
+    output = _closed(next(st.expr for st in steps if st.target == layer.output), intermediates)
+    width_in = n if kind in ("res", "drop") else p  # equal widths: one symbol
+    shapes: dict[Var, tuple[sp.Expr, sp.Expr]] = {
+        layer.input: (m, width_in),
+        model.INCOMING: (m, n),
+    }
+    for var in layer.parameters():
+        shapes[var] = (sp.Integer(1), n) if var.kind is model.b(0).kind else (width_in, n)
+    if isinstance(layer, Dropout):
+        shapes[layer.mask] = (m, n)
+    entries = _GenericEntries(shapes)
+    i, j = sp.symbols("i j", integer=True, nonnegative=True)
+    problems = []
+    for var, formula in claims.items():
+        rows, cols = shapes[var]
+        row = sp.Integer(0) if rows == 1 else r
+        target = entries.bases[var][s] if rows == 1 else entries.bases[var][row, s]
+        summand = entries(model.INCOMING, i, j) * sp.diff(entries(output, i, j), target)
+        try:
+            claim = entries(_closed(formula, definitions), row, s)
+        except KeyError as err:
+            problems.append(f"{var.name}: unknown matrix {err}")
+            continue
+        except sp.ShapeError as err:
+            problems.append(f"{var.name}: {err}")
+            continue
+        for ranges in _cases(rows, cols):
+            rhs = _canonical(claim.subs(ranges).doit())
+            sums = (
+                functools.partial(_summed, summand.subs(ranges), order, ranges)
+                for order in _sum_orders(summand.subs(ranges), (i, j), (m, n))
+            )
+            if not _equal_any(sums, rhs):
+                problems.append(f"{var.name}: differs")
+                break
+    label = {"res": "residual", "proj": "residual with projection", "drop": "dropout"}[kind]
+    widths = "n_l = n_{l-1}" if kind in ("res", "drop") else "n_{l-1}, n_l"
+    return Check(
+        f"{label} lemma, any width",
+        f"the {label} block lemma for symbolic m, {widths}, any G = ∂L/∂a_l",
+        "exact: Indexed entries, Sum over symbolic ranges, KroneckerDelta summed by SymPy"
+        + (", p a symbol" if kind == "drop" else ""),
         not problems,
         time.perf_counter() - start,
         "; ".join(problems),

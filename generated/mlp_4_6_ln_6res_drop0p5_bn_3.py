@@ -30,9 +30,10 @@ Dropout (inverted): in training each mask M_l is drawn from the module's seeded 
 ``fit``'s optimizers treat the first of each pair as its weights: ``weight_decay`` (the
 optimizer's) decays γ_l too, as PyTorch's optimizers decay every parameter given to them.
 
-The statements allocate their results (the in-place planner covers dense networks
-only): ``out`` receives copies.  Arrays of float32 stay float32 and float64 stay
-float64; x, y and params must share one floating dtype.
+``backprop`` writes every statement's result into a workspace reused across calls and
+the gradients straight into ``out``: a steady-state call with ``out`` allocates no array
+(``forward`` and ``loss`` allocate theirs).  Arrays of float32 stay float32 and float64
+stay float64; x, y and params must share one floating dtype.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "init_state",
     "load_params",
     "loss",
+    "release_workspaces",
     "reset_state",
     "save_params",
     "seed_masks",
@@ -204,16 +206,25 @@ def _running(state: dict[str, Array] | None, name: str, dtype: np.dtype) -> Arra
 
 
 def _update_running(
-    state: dict[str, Array] | None, layer: int, mu: Array, v: Array, m: int
+    state: dict[str, Array] | None,
+    layer: int,
+    mu: Array,
+    v: Array,
+    m: int,
+    row: Array | None = None,
 ) -> None:
     """running ← (1 − MOMENTUM) running + MOMENTUM batch (PyTorch's convention); the batch
-    variance enters unbiased, v m/(m − 1), as in torch.nn.BatchNorm1d."""
+    variance enters unbiased, v m/(m − 1), as in torch.nn.BatchNorm1d.  ``row``, a float64
+    1 x n scratch, makes the update allocate nothing."""
     chosen = STATE if state is None else state
     mean, var = chosen[f"running_mean{layer}"], chosen[f"running_var{layer}"]
-    mean *= 1.0 - MOMENTUM
-    mean += MOMENTUM * mu
-    var *= 1.0 - MOMENTUM
-    var += MOMENTUM * (m / (m - 1)) * v
+    if row is None:
+        row = np.empty(mean.shape)
+    for running, batch, weight in ((mean, mu, MOMENTUM), (var, v, MOMENTUM * (m / (m - 1)))):
+        np.multiply(running, 1.0 - MOMENTUM, running)
+        np.copyto(row, batch)
+        np.multiply(row, weight, row)
+        np.add(running, row, running)
 
 
 def _check_training_batch(m: int) -> None:
@@ -302,31 +313,211 @@ def _flat_shapes() -> list[tuple[int, ...]]:
     return [shape for pair in _SHAPES for shape in pair]
 
 
-def _into(out: Params | None, grads: Params, params: Params, x: Array, y: Array) -> Params:
-    """``grads``, or copied into ``out`` after checking it (shapes, dtype, no shared memory)."""
+def _gradients_out(
+    out: Params | None, params: Params, x: Array, y: Array, dtype: np.dtype
+) -> Params:
+    """The arrays ``backprop`` writes the gradients into: ``out`` after checking it
+    (shapes, dtype, C-contiguous, writeable, no shared memory), or new ones."""
     if out is None:
-        return grads
+        return [(np.empty(first, dtype), np.empty(second, dtype)) for first, second in _SHAPES]
     if not isinstance(out, (list, tuple)) or len(out) != len(_SHAPES):
         raise ValueError(f"out must be a list of {len(_SHAPES)} pairs like params")
-    inputs = [x, y, *(arr for pair in params for arr in pair)]
-    written: list[Array] = []
-    for names, pair, made in zip(_NAMES, out, grads, strict=True):
+    for names, pair, shapes in zip(_NAMES, out, _SHAPES, strict=True):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise ValueError(f"out's entry for {names[0]}, {names[1]} must be a pair")
-        for name, arr, grad in zip(names, pair, made, strict=True):
-            if type(arr) is not np.ndarray or arr.shape != grad.shape or arr.dtype != grad.dtype:
-                raise ValueError(
-                    f"out's d{name} must be a {grad.dtype} array of shape {grad.shape}"
-                )
+        for name, arr, shape in zip(names, pair, shapes, strict=True):
+            if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(f"out's d{name} must be a {dtype} array of shape {shape}")
+            if not arr.flags.c_contiguous:
+                raise ValueError(f"out's d{name} must be C-contiguous (np.ascontiguousarray)")
             if not arr.flags.writeable:
                 raise ValueError(f"out's d{name} is read-only")
+    if not _surely_apart(out, params, x, y):
+        _check_apart(out, params, x, y)
+    return out if isinstance(out, list) else list(out)
+
+
+def _surely_apart(out: Params, params: Params, x: Array, y: Array) -> bool:
+    """True when no output can share memory with another array: the common case, fast
+    and without allocating (outputs owning their memory are disjoint; an input overlaps
+    one only if it is that array or a view whose base it is).  Else ``_check_apart``."""
+    for i, (w, b) in enumerate(out):
+        if w.base is not None or b.base is not None or w is b:
+            return False
+        for j in range(i):
+            earlier = out[j]
+            if w is earlier[0] or w is earlier[1] or b is earlier[0] or b is earlier[1]:
+                return False
+    if not (_apart(x, out) and _apart(y, out)):
+        return False
+    for w, b in params:
+        if not (_apart(w, out) and _apart(b, out)):
+            return False
+    return True
+
+
+def _apart(arr: Array, out: Params) -> bool:
+    """``arr`` is no array of ``out`` nor a view of one (its base owns its memory)."""
+    base = arr.base
+    if base is not None and getattr(base, "base", 0) is not None:
+        return False  # a view of a view of something else: let _check_apart decide
+    for w, b in out:
+        if arr is w or arr is b or (base is not None and (base is w or base is b)):
+            return False
+    return True
+
+
+def _check_apart(out: Params, params: Params, x: Array, y: Array) -> None:
+    """Raise if an output may share memory with an input or another output."""
+    inputs = [x, y, *(arr for pair in params for arr in pair)]
+    written: list[Array] = []
+    for names, pair in zip(_NAMES, out, strict=True):
+        for name, arr in zip(names, pair, strict=True):
             if any(np.may_share_memory(arr, other) for other in inputs + written):
                 raise ValueError(f"out's d{name} shares memory with an input or another output")
             written.append(arr)
-    for pair, made in zip(out, grads, strict=True):
-        for arr, grad in zip(pair, made, strict=True):
-            np.copyto(arr, grad)
-    return list(out)
+
+
+_WORKSPACE: tuple[tuple[int, int, str], ...] = (
+    (0, 6, "f"),
+    (0, 6, "f"),
+    (0, 6, "f"),
+    (0, 1, "f"),
+    (0, 1, "f"),
+    (0, 6, "f"),
+    (0, 6, "f"),
+    (0, 6, "f"),
+    (0, 6, "f"),
+    (0, 6, "f"),
+    (0, 6, "d"),
+    (0, 6, "b"),
+    (0, 6, "f"),
+    (1, 6, "f"),
+    (1, 6, "f"),
+    (1, 6, "f"),
+    (0, 3, "f"),
+    (0, 3, "f"),
+    (0, 3, "f"),
+    (1, 6, "d"),
+    (0, 6, "f"),
+    (0, 6, "f"),
+    (1, 6, "f"),
+    (0, 6, "f"),
+    (0, 1, "f"),
+    (0, 1, "f"),
+)
+"""(rows, cols, kind) of each workspace array (rows 0: m rows)."""
+
+_SLOTS: tuple[int, ...] = (
+    0,
+    1,
+    2,
+    3,
+    0,
+    3,
+    4,
+    5,
+    0,
+    6,
+    7,
+    8,
+    7,
+    9,
+    10,
+    11,
+    12,
+    13,
+    7,
+    14,
+    15,
+    12,
+    7,
+    16,
+    17,
+    18,
+    19,
+    3,
+    16,
+    17,
+    7,
+    13,
+    14,
+    20,
+    21,
+    22,
+    23,
+    7,
+    9,
+    0,
+    7,
+    24,
+    25,
+    0,
+    1,
+)
+"""The array of ``_WORKSPACE`` each name ``backprop`` unpacks is: names whose uses do
+not overlap share one."""
+
+_ONES_COLUMNS: tuple[int, ...] = (6,)
+"""The widths n of the n x 1 columns of ones in the workspace (A 1 is A's row sums)."""
+
+_CONSTANTS: tuple[float, ...] = (1.0, 2.0)
+"""Numbers ``backprop`` uses as operands, held as 0-d arrays of the workspace's dtype."""
+
+
+Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
+"""((m, dtype), (ones, columns of ones..., buffers..., constants...), whether to keep it)."""
+
+_SPARE: list[Workspace] = []
+"""Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
+threads calling ``backprop`` at once each hold their own."""
+
+_MAX_SPARES = 4
+"""Spare workspaces kept at most (one per thread that calls at the same time)."""
+
+_MAX_KEPT_BYTES = 32 * 2**20
+"""A workspace larger than this is dropped after the call: a batch that big
+costs far more to compute than to allocate."""
+
+_KINDS = {"d": np.dtype(np.float64), "b": np.dtype(np.bool_)}
+"""A buffer's kind: "f" holds the call's dtype, "d" float64 (drawn masks, running
+statistics), "b" booleans (a mask's comparison)."""
+
+
+def release_workspaces() -> None:
+    """Free the spare workspaces ``backprop`` keeps between calls."""
+    _SPARE.clear()
+
+
+def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
+    """A workspace for m rows of ``dtype``: a spare one if it fits, else a new one.
+
+    Its arrays, in the order ``backprop`` unpacks them: a 1 x m row of ones (1ᵀ A is a
+    column sum), an n x 1 column of ones per width in ``_ONES_COLUMNS`` (A 1 a row sum),
+    each buffer's array of ``_WORKSPACE`` ((rows, cols, kind); rows 0 means m) as
+    ``_SLOTS`` assigns it, then each of ``_CONSTANTS`` as a 0-d array (a Python float
+    is converted on every call)."""
+    try:
+        ws = _SPARE.pop()
+    except IndexError:
+        ws = None
+    if ws is None or ws[0] != (m, dtype):
+        arrays = [np.ones((1, m), dtype)]
+        arrays += [np.ones((n, 1), dtype) for n in _ONES_COLUMNS]
+        slots = [
+            np.empty((rows or m, cols), _KINDS.get(kind, dtype)) for rows, cols, kind in _WORKSPACE
+        ]
+        arrays += [slots[k] for k in _SLOTS]
+        arrays += [np.array(value, dtype) for value in _CONSTANTS]
+        keep = sum(arr.nbytes for arr in slots) <= _MAX_KEPT_BYTES
+        ws = ((m, dtype), tuple(arrays), keep)
+    return ws
+
+
+def _give_back(ws: Workspace) -> None:
+    """Keep ``ws`` for the next call (unless too large or enough are kept)."""
+    if ws[2] and len(_SPARE) < _MAX_SPARES:
+        _SPARE.append(ws)
 
 
 _GENERATOR = np.random.default_rng(0)
@@ -351,6 +542,32 @@ def _mask(masks: dict[int, Array] | None, layer: int, m: int, dtype: np.dtype) -
             raise ValueError(f"the mask of dropout layer {layer} must hold 0 and 1 only")
         return mask.astype(dtype, copy=False)
     return (_GENERATOR.random((m, width)) >= rate).astype(dtype)
+
+
+def _mask_into(
+    masks: dict[int, Array] | None, layer: int, mask: Array, drawn: Array, kept: Array
+) -> None:
+    """M_l into ``mask`` (m x n_l, the call's dtype) with no allocation: copied from
+    ``masks`` after checking its shape and 0/1 entries, else drawn as ``_mask`` draws it
+    (the same float64 numbers into ``drawn``, compared into the booleans ``kept``)."""
+    width, rate = _DROPOUTS[layer]
+    if masks is not None and layer in masks:
+        given = masks[layer]
+        if np.shape(given) != mask.shape:
+            raise ValueError(
+                f"the mask of dropout layer {layer} must have shape {(mask.shape[0], width)}"
+            )
+        np.copyto(drawn, given, casting="unsafe")  # exact for bool, int and float entries
+        np.equal(drawn, 0.0, kept)
+        np.copyto(drawn, 1.0, where=kept)  # the zeros made ones: then all must be ones
+        np.not_equal(drawn, 1.0, kept)
+        if np.count_nonzero(kept):
+            raise ValueError(f"the mask of dropout layer {layer} must hold 0 and 1 only")
+        np.copyto(mask, given, casting="unsafe")
+        return
+    _GENERATOR.random(out=drawn)
+    np.greater_equal(drawn, rate, kept)
+    np.copyto(mask, kept)
 
 
 def _batch(params: Params, x: Array, y: Array, check_finite: bool) -> tuple[np.dtype, Array, Array]:
@@ -458,68 +675,226 @@ def backprop(
     """The loss and its gradients, shaped like ``params`` (batch norms in training mode:
     the batch's statistics; with ``update_state`` the running ones in ``state`` move).
 
-    The gradients are new arrays, or are copied into ``out`` (writeable arrays shaped
-    and typed like ``params``, sharing memory with no input and no other output).
-    NaN or inf in the inputs propagates; with ``check_finite=True`` they raise instead.
+    The gradients are new arrays, or are written into ``out`` (writeable, C-contiguous
+    arrays shaped and typed like ``params``, sharing memory with no input and no other
+    output), so that a steady-state call allocates nothing.  Intermediates live in a
+    reused workspace (``release_workspaces`` frees the spares); masks given in ``masks``
+    are copied into it.  NaN or inf in the inputs propagates; with ``check_finite=True``
+    they raise instead.
     """
     dtype, x, y = _batch(params, x, y, check_finite)
     m = x.shape[0]
     _check_training_batch(m)
+    grads = _gradients_out(out, params, x, y, dtype)
     (W1, b1), (gamma2, beta2), (W3, b3), (gamma5, beta5), (W6, b6) = params
-    # Forward pass, training mode: every step of the chain
-    z1 = x @ W1 + b1  # f1 = z₁ = X W₁ + b₁
-    a1 = np.tanh(z1)  # f2 = a₁ = a(z₁)
-    mu2 = a1.mean(axis=1, keepdims=True)  # f3 = μ₂ = mean over the features (n) of a₁
-    c2 = a1 - mu2  # f4 = c₂ = a₁ - (μ₂)
-    v2 = (c2**2).mean(axis=1, keepdims=True)  # f5 = v₂ = mean over the features (n) of (c₂^2)
-    s2 = 1.0 / np.sqrt(v2 + EPS)  # f6 = s₂ = 1/√(v₂ + ε)
-    xhat2 = c2 * s2  # f7 = x̂₂ = c₂ ⊙ (s₂)
-    a2 = xhat2 * gamma2 + beta2  # f8 = a₂ = x̂₂ ⊙ (γ₂) + β₂
-    z3 = a2 @ W3 + b3  # f9 = z₃ = a₂ W₃ + b₃
-    h3 = np.tanh(z3)  # f10 = h₃ = a(z₃)
-    a3 = h3 + a2  # f11 = a₃ = h₃ + a₂
-    M4 = _mask(masks, 4, m, dtype)
-    a4 = 2 * (a3 * M4)  # f12 = a₄ = 2 (a₃ ⊙ M₄)
-    mu5 = a4.mean(axis=0, keepdims=True)  # f13 = μ₅ = mean over the batch (m) of a₄
-    c5 = a4 - mu5  # f14 = c₅ = a₄ - (μ₅)
-    v5 = (c5**2).mean(axis=0, keepdims=True)  # f15 = v₅ = mean over the batch (m) of (c₅^2)
-    s5 = 1.0 / np.sqrt(v5 + EPS)  # f16 = s₅ = 1/√(v₅ + ε)
-    xhat5 = c5 * s5  # f17 = x̂₅ = c₅ ⊙ (s₅)
-    a5 = xhat5 * gamma5 + beta5  # f18 = a₅ = x̂₅ ⊙ (γ₅) + β₅
-    z6 = a5 @ W6 + b6  # f19 = z₆ = a₅ W₆ + b₆
-    a6 = np.tanh(z6)  # f20 = Ŷ = a(z₆)
+    (dW1, db1), (dgamma2, dbeta2), (dW3, db3), (dgamma5, dbeta5), (dW6, db6) = grads
+    ws = _take_workspace(m, dtype)
+    (
+        ones,
+        ones6,
+        z1,
+        tmx6_0,
+        a1,
+        mu2,
+        c2,
+        v2,
+        s2,
+        xhat2,
+        a2,
+        tmx6_1,
+        z3,
+        h3,
+        a3,
+        M4,
+        drawn4,
+        kept4,
+        a4,
+        mu5,
+        c5,
+        v5,
+        s5,
+        xhat5,
+        a5,
+        z6,
+        tmx3_0,
+        a6,
+        running5,
+        tmx1_0,
+        abar6,
+        delta6,
+        abar5,
+        sum_g5,
+        sum_gx5,
+        abar4,
+        tmx6_2,
+        t1x6_0,
+        tmx6_3,
+        abar3,
+        delta3,
+        abar2,
+        ghat2,
+        sum_g2,
+        sum_gx2,
+        abar1,
+        delta1,
+        num1,
+        num2,
+    ) = ws[1]
+    # Forward pass, training mode: every step of the chain into its buffer
+    # f1 = z₁ = X W₁ + b₁
+    np.dot(x, W1, z1)
+    np.copyto(tmx6_0, b1)
+    np.add(z1, tmx6_0, z1)
+    # f2 = a₁ = a(z₁)
+    np.tanh(z1, a1)
+    # f3 = μ₂ = mean over the features (n) of a₁
+    np.dot(a1, ones6, mu2)
+    np.multiply(mu2, 1 / 6, mu2)
+    # f4 = c₂ = a₁ - (μ₂)
+    np.copyto(tmx6_0, mu2)
+    np.subtract(a1, tmx6_0, c2)
+    # f5 = v₂ = mean over the features (n) of (c₂^2)
+    np.multiply(c2, c2, tmx6_0)
+    np.dot(tmx6_0, ones6, v2)
+    np.multiply(v2, 1 / 6, v2)
+    # f6 = s₂ = 1/√(v₂ + ε)
+    np.add(v2, EPS, s2)
+    np.sqrt(s2, s2)
+    np.divide(num1, s2, s2)
+    # f7 = x̂₂ = c₂ ⊙ (s₂)
+    np.copyto(tmx6_0, s2)
+    np.multiply(c2, tmx6_0, xhat2)
+    # f8 = a₂ = x̂₂ ⊙ (γ₂) + β₂
+    np.copyto(tmx6_0, gamma2)
+    np.multiply(xhat2, tmx6_0, a2)
+    np.copyto(tmx6_1, beta2)
+    np.add(a2, tmx6_1, a2)
+    # f9 = z₃ = a₂ W₃ + b₃
+    np.dot(a2, W3, z3)
+    np.copyto(tmx6_0, b3)
+    np.add(z3, tmx6_0, z3)
+    # f10 = h₃ = a(z₃)
+    np.tanh(z3, h3)
+    # f11 = a₃ = h₃ + a₂
+    np.add(h3, a2, a3)
+    # f12 = a₄ = 2 (a₃ ⊙ M₄)
+    _mask_into(masks, 4, M4, drawn4, kept4)
+    np.multiply(a3, M4, a4)
+    np.multiply(a4, num2, a4)
+    # f13 = μ₅ = mean over the batch (m) of a₄
+    np.dot(ones, a4, mu5)
+    np.multiply(mu5, 1 / m, mu5)
+    # f14 = c₅ = a₄ - (μ₅)
+    np.copyto(tmx6_0, mu5)
+    np.subtract(a4, tmx6_0, c5)
+    # f15 = v₅ = mean over the batch (m) of (c₅^2)
+    np.multiply(c5, c5, tmx6_0)
+    np.dot(ones, tmx6_0, v5)
+    np.multiply(v5, 1 / m, v5)
+    # f16 = s₅ = 1/√(v₅ + ε)
+    np.add(v5, EPS, s5)
+    np.sqrt(s5, s5)
+    np.divide(num1, s5, s5)
+    # f17 = x̂₅ = c₅ ⊙ (s₅)
+    np.copyto(tmx6_0, s5)
+    np.multiply(c5, tmx6_0, xhat5)
+    # f18 = a₅ = x̂₅ ⊙ (γ₅) + β₅
+    np.copyto(tmx6_0, gamma5)
+    np.multiply(xhat5, tmx6_0, a5)
+    np.copyto(tmx6_1, beta5)
+    np.add(a5, tmx6_1, a5)
+    # f19 = z₆ = a₅ W₆ + b₆
+    np.dot(a5, W6, z6)
+    np.copyto(tmx3_0, b6)
+    np.add(z6, tmx3_0, z6)
+    # f20 = Ŷ = a(z₆)
+    np.tanh(z6, a6)
     if update_state:
-        _update_running(state, 5, mu5, v5, m)
-    value = float(np.sum((a6 - y) ** 2))
+        _update_running(state, 5, mu5, v5, m, running5)
+    # L = l2 loss, summed from its entries
+    np.subtract(a6, y, tmx3_0)
+    value = float(np.vdot(tmx3_0, tmx3_0))
     # Backward pass: ā_l = ∂L/∂a_l names each layer's output adjoint, last layer first
-    abar6 = 2 * (a6 - y)  # ā₆ = ∂L/∂Ŷ
-    delta6 = abar6 * (1 - a6**2)  # δ₆ = ā₆ ⊙ a'(z₆)
-    dW6 = a5.T @ delta6  # ∂L/∂W₆ = a₅ᵀ δ₆
-    db6 = delta6.sum(axis=0, keepdims=True)  # ∂L/∂b₆ = 1ᵀ δ₆
-    abar5 = delta6 @ W6.T  # ā₅ = δ₆ W₆ᵀ
-    sum_g5 = abar5.sum(axis=0, keepdims=True)  # Σg₅ = 1ᵀ ā₅
-    sum_gx5 = (abar5 * xhat5).sum(axis=0, keepdims=True)  # Σgx̂₅ = 1ᵀ (ā₅ ⊙ x̂₅)
-    dgamma5 = sum_gx5  # ∂L/∂γ₅ = Σgx̂₅
-    dbeta5 = sum_g5  # ∂L/∂β₅ = Σg₅
+    # ā₆ = ∂L/∂Ŷ
+    np.subtract(a6, y, abar6)
+    np.multiply(abar6, num2, abar6)
+    # δ₆ = ā₆ ⊙ a'(z₆)
+    np.multiply(a6, a6, delta6)
+    np.subtract(num1, delta6, delta6)
+    np.multiply(abar6, delta6, delta6)
+    # ∂L/∂W₆ = a₅ᵀ δ₆
+    np.dot(a5.T, delta6, dW6)
+    # ∂L/∂b₆ = 1ᵀ δ₆
+    np.dot(ones, delta6, db6)
+    # ā₅ = δ₆ W₆ᵀ
+    np.dot(delta6, W6.T, abar5)
+    # Σg₅ = 1ᵀ ā₅
+    np.dot(ones, abar5, sum_g5)
+    # Σgx̂₅ = 1ᵀ (ā₅ ⊙ x̂₅)
+    np.multiply(abar5, xhat5, tmx6_0)
+    np.dot(ones, tmx6_0, sum_gx5)
+    # ∂L/∂γ₅ = Σgx̂₅
+    np.copyto(dgamma5, sum_gx5)
+    # ∂L/∂β₅ = Σg₅
+    np.copyto(dbeta5, sum_g5)
     # ā₄ = (1/m (γ₅ ⊙ s₅)) ⊙ (m ā₅ - (Σg₅) - (x̂₅ ⊙ (Σgx̂₅)))
-    abar4 = 1 / m * (gamma5 * s5) * (m * abar5 - sum_g5 - xhat5 * sum_gx5)
-    abar3 = 2 * abar4 * M4  # ā₃ = (2 ā₄) ⊙ M₄
-    delta3 = abar3 * (1 - h3**2)  # δ₃ = ā₃ ⊙ a'(z₃)
-    dW3 = a2.T @ delta3  # ∂L/∂W₃ = a₂ᵀ δ₃
-    db3 = delta3.sum(axis=0, keepdims=True)  # ∂L/∂b₃ = 1ᵀ δ₃
-    abar2 = delta3 @ W3.T + abar3  # ā₂ = δ₃ W₃ᵀ + ā₃
-    ghat2 = abar2 * gamma2  # ĝ₂ = ā₂ ⊙ (γ₂)
-    sum_g2 = ghat2.sum(axis=1, keepdims=True)  # Σg₂ = ĝ₂ 1
-    sum_gx2 = (ghat2 * xhat2).sum(axis=1, keepdims=True)  # Σgx̂₂ = (ĝ₂ ⊙ x̂₂) 1
-    dgamma2 = (abar2 * xhat2).sum(axis=0, keepdims=True)  # ∂L/∂γ₂ = 1ᵀ (ā₂ ⊙ x̂₂)
-    dbeta2 = abar2.sum(axis=0, keepdims=True)  # ∂L/∂β₂ = 1ᵀ ā₂
+    np.multiply(abar5, m, abar4)
+    np.copyto(tmx6_0, sum_g5)
+    np.subtract(abar4, tmx6_0, abar4)
+    np.copyto(tmx6_2, sum_gx5)
+    np.multiply(xhat5, tmx6_2, tmx6_1)
+    np.subtract(abar4, tmx6_1, abar4)
+    np.multiply(gamma5, s5, t1x6_0)
+    np.multiply(t1x6_0, 1 / m, t1x6_0)
+    np.copyto(tmx6_3, t1x6_0)
+    np.multiply(tmx6_3, abar4, abar4)
+    # ā₃ = (2 ā₄) ⊙ M₄
+    np.multiply(abar4, num2, abar3)
+    np.multiply(abar3, M4, abar3)
+    # δ₃ = ā₃ ⊙ a'(z₃)
+    np.multiply(h3, h3, delta3)
+    np.subtract(num1, delta3, delta3)
+    np.multiply(abar3, delta3, delta3)
+    # ∂L/∂W₃ = a₂ᵀ δ₃
+    np.dot(a2.T, delta3, dW3)
+    # ∂L/∂b₃ = 1ᵀ δ₃
+    np.dot(ones, delta3, db3)
+    # ā₂ = δ₃ W₃ᵀ + ā₃
+    np.dot(delta3, W3.T, abar2)
+    np.add(abar2, abar3, abar2)
+    # ĝ₂ = ā₂ ⊙ (γ₂)
+    np.copyto(tmx6_0, gamma2)
+    np.multiply(abar2, tmx6_0, ghat2)
+    # Σg₂ = ĝ₂ 1
+    np.dot(ghat2, ones6, sum_g2)
+    # Σgx̂₂ = (ĝ₂ ⊙ x̂₂) 1
+    np.multiply(ghat2, xhat2, tmx6_0)
+    np.dot(tmx6_0, ones6, sum_gx2)
+    # ∂L/∂γ₂ = 1ᵀ (ā₂ ⊙ x̂₂)
+    np.multiply(abar2, xhat2, tmx6_0)
+    np.dot(ones, tmx6_0, dgamma2)
+    # ∂L/∂β₂ = 1ᵀ ā₂
+    np.dot(ones, abar2, dbeta2)
     # ā₁ = (1/n (s₂)) ⊙ (n ĝ₂ - (Σg₂) - (x̂₂ ⊙ (Σgx̂₂)))
-    abar1 = 1 / 6 * s2 * (6 * ghat2 - sum_g2 - xhat2 * sum_gx2)
-    delta1 = abar1 * (1 - a1**2)  # δ₁ = ā₁ ⊙ a'(z₁)
-    dW1 = x.T @ delta1  # ∂L/∂W₁ = Xᵀ δ₁
-    db1 = delta1.sum(axis=0, keepdims=True)  # ∂L/∂b₁ = 1ᵀ δ₁
-    grads: Params = [(dW1, db1), (dgamma2, dbeta2), (dW3, db3), (dgamma5, dbeta5), (dW6, db6)]
-    return value, _into(out, grads, params, x, y)
+    np.multiply(ghat2, 6, abar1)
+    np.copyto(tmx6_0, sum_g2)
+    np.subtract(abar1, tmx6_0, abar1)
+    np.copyto(tmx6_2, sum_gx2)
+    np.multiply(xhat2, tmx6_2, tmx6_1)
+    np.subtract(abar1, tmx6_1, abar1)
+    np.multiply(s2, 1 / 6, tmx1_0)
+    np.copyto(tmx6_3, tmx1_0)
+    np.multiply(tmx6_3, abar1, abar1)
+    # δ₁ = ā₁ ⊙ a'(z₁)
+    np.multiply(a1, a1, delta1)
+    np.subtract(num1, delta1, delta1)
+    np.multiply(abar1, delta1, delta1)
+    # ∂L/∂W₁ = Xᵀ δ₁
+    np.dot(x.T, delta1, dW1)
+    # ∂L/∂b₁ = 1ᵀ δ₁
+    np.dot(ones, delta1, db1)
+    _give_back(ws)
+    return value, grads
 
 
 def _penalised_backprop(

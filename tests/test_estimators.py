@@ -210,3 +210,36 @@ def test_classifier_with_a_projection_trains_on_the_pair_w_p():
     assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
     assert clf.score(x, y) > 0.8
     assert [w.shape for w in clf.coefs_] == [(4, 8), (8, 12), (6, 3)]
+
+
+def test_alpha_with_layer_kinds_is_the_derived_penalty_on_w_not_gamma():
+    """With layer kinds, alpha is the proved penalty (fit's l2 = alpha / batch) on W_l and
+    P_l: one plain SGD step over the whole batch is θ ← θ - lr (mean gradient + alpha/m θ)
+    for W_l, the plain mean gradient step for b_l, γ_l and β_l (the optimizer's
+    weight_decay, used before, decayed γ_l as a pair's first array: this fails then)."""
+    from sklearn.utils.validation import check_random_state
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((10, 3)), rng.standard_normal(10)
+    alpha, lr = 2.0, 0.1
+    reg = derive.MLPRegressor(
+        (4, "ln"),
+        activation="tanh",
+        solver="sgd",
+        momentum=0.0,
+        alpha=alpha,
+        batch_size=10,
+        max_iter=1,
+        shuffle=False,
+        random_state=0,
+        learning_rate_init=lr,
+    ).fit(x, y)
+    module = _build.network_module("3,4,ln,1", "tanh,identity", "l2", True)
+    assert module.L2_PENALTY
+    init_seed, _ = (int(s) for s in check_random_state(0).randint(0, 2**31 - 1, size=2))
+    before = module.init_params(seed=init_seed)
+    _, grads = module.backprop(before, x, y[:, None])
+    for k, (pair, old, grad) in enumerate(zip(reg.params_, before, grads, strict=True)):
+        decay = alpha / 10 * old[0] if k != 1 else 0.0  # pair 1 is (γ_2, β_2)
+        np.testing.assert_allclose(pair[0], old[0] - lr * (grad[0] / 10 + decay), rtol=1e-12)
+        np.testing.assert_allclose(pair[1], old[1] - lr * grad[1] / 10, rtol=1e-12)

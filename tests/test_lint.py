@@ -25,7 +25,7 @@ LOSSES = ["l2", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy"]
 # includes again, about 1.5 CPU-s a module). The slow run compiles, lints and types every
 # activation x loss pair on its own and a 31-layer network.
 SPECS = [("3,5,7,2,9", "tanh,sigmoid,elu,identity", "mse")]
-SPECS += [("4,6,5+proj,ln,3", "tanh", "l2")]  # a projection's split and join (layered.py)
+SPECS += [("4,6,5+proj,ln,3", "tanh", "l2", True)]  # a projection's split and join, --l2
 SLOW_SPECS = [("20,50,10", "tanh", "l2"), (",".join(["3"] * 31), "tanh", "l2")]
 SLOW_SPECS += [("3,4,2", act, loss) for act in ACTIVATIONS for loss in LOSSES]
 RUNTIME = ROOT / "derive" / "backends" / "numpy" / "templates"
@@ -33,9 +33,9 @@ RUNTIME = ROOT / "derive" / "backends" / "numpy" / "templates"
 
 def _render(folder: Path, specs, prefix: str) -> list[Path]:
     paths = []
-    for k, (layers, activation, loss) in enumerate(specs):
+    for k, (layers, activation, loss, *l2) in enumerate(specs):
         name = f"{prefix}_{k}"
-        derivation = derive(spec.network(layers, activation, loss))
+        derivation = derive(spec.network(layers, activation, loss, *l2))
         path = folder / f"{name}.py"
         path.write_text(numpy_module.render(derivation, name), encoding="utf-8")
         paths.append(path)
@@ -208,6 +208,9 @@ def typed(modules, tmp_path_factory):
     projected = folder / "xp_4_6_5proj_ln_3.py"
     network = spec.network("4,6,5+proj,ln,3", "tanh", "l2")
     projected.write_text(array_api.render(derive(network), projected.stem), encoding="utf-8")
+    penalised = folder / "xp_4_6_5proj_ln_3_l2.py"
+    network = spec.network("4,6,5+proj,ln,3", "tanh", "l2", l2=True)
+    penalised.write_text(array_api.render(derive(network), penalised.stem), encoding="utf-8")
     controls = {
         "bad.py": BAD_SOURCE,
         "reader_complete.py": READER.replace("{deriv}", " | ActivateDeriv(_, arg)"),
@@ -218,9 +221,9 @@ def typed(modules, tmp_path_factory):
         paths.append(folder / name)
     # no cache: every run reads the stubs afresh, as a fresh clone does (and writing the cache
     # would cost more than one run saves)
-    files = ["--no-incremental", ROOT / "derive", *paths, rendered, projected]
+    files = ["--no-incremental", ROOT / "derive", *paths, rendered, projected, penalised]
     errors, checked, output = mypy_strict(ROOT, files, config=PYPROJECT)
-    return errors, checked, len(_package_modules()) + len(paths) + 2, output
+    return errors, checked, len(_package_modules()) + len(paths) + 3, output
 
 
 def test_derive_and_the_modules_it_generates_are_fully_typed(typed):

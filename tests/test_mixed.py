@@ -167,7 +167,7 @@ def test_the_api_takes_items_and_emits_every_kind_with_a_projection(tmp_path):
     projected = api.derive([4, "3+proj", 2], end_to_end_depth=0)
     source = projected.source()  # the pair ([W1 | P1], b1) (tests/test_emit_kinds.py checks it)
     assert "W1, proj1 = W1proj1[:, :3], W1proj1[:, 3:]" in source
-    assert "dproj1 = x.T @ abar1" in source  # ∂L/∂P_1 = Xᵀ ā_1, from the derivation
+    assert "np.dot(x.T, abar1, dproj1)" in source  # ∂L/∂P_1 = Xᵀ ā_1, from the derivation
     projected.write(tmp_path)
     assert len(list(tmp_path.rglob("*.py"))) == 1
 

@@ -12,6 +12,12 @@ normalization's input adjoint (ā_{l-1}) is then its lemma's compact form
 (``normalization``: the chain rule and ``simplify``, proved by ``proof_normalization``)
 with G = ā_l, used only when the raw adjoint the network's chain rule gives is exactly
 that lemma's raw adjoint at ā_l; otherwise the raw form is emitted (correct, longer).
+
+With ``--l2`` the chain rule runs over the objective L + P (``Network.penalty_steps``:
+P = λ/2 Σ ‖·‖_F² over W_l and each projection P_l, not b_l, γ_l, β_l), so each penalised
+gradient comes out as a_{l-1}ᵀ δ_l + λ W_l; the plan emits the loss's part as a statement
+and lists the parameter in ``penalised``: the templates add λ W_l (at run-time λ) apart,
+as the dense planner does.  A penalised gradient of any other form is refused.
 """
 
 from __future__ import annotations
@@ -21,10 +27,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .. import model
+from .. import model, penalty
 from ..derivation import backward
-from ..expr import Expr, Kind, SumCols, SumRows, Var, rebuild, substitute
-from ..layers import BatchNorm, Dense, Dropout, LayerNorm, Residual, Step, W, abar, numbered
+from ..expr import Add, Expr, Kind, PenaltyGrad, SumCols, SumRows, Var, rebuild, substitute
+from ..layers import (
+    AnyLayer,
+    BatchNorm,
+    Dense,
+    Dropout,
+    LayerNorm,
+    Residual,
+    Step,
+    W,
+    abar,
+    numbered,
+)
 from ..layers import b as bias
 
 if TYPE_CHECKING:
@@ -88,6 +105,8 @@ class LayeredPlan:
     forward: tuple[Statement, ...]
     backward: tuple[Statement, ...]
     gradients: tuple[tuple[Var, ...], ...]  # each layer's parameters, in layer order
+    penalised: tuple[Var, ...] = ()
+    """With ``--l2``: the parameters whose derived gradient gains λ·itself (W_l, P_l)."""
 
 
 def plan(network: Network, text: object) -> LayeredPlan:
@@ -111,7 +130,9 @@ def plan(network: Network, text: object) -> LayeredPlan:
             )
         )
     seeds: dict[Var, Expr] = {model.LOSS: model.SEED}
-    adjoints = backward(steps, seeds)
+    if network.l2:  # the objective L + P: ∂(L + P)/∂L = ∂(L + P)/∂P = 1
+        seeds[model.PENALTY] = model.SEED
+    adjoints = backward(steps + network.penalty_steps(), seeds)
     definitions = dict(adjoints)
     for layer in network.layers:
         if isinstance(layer, (LayerNorm, BatchNorm)):
@@ -124,6 +145,7 @@ def plan(network: Network, text: object) -> LayeredPlan:
         if isinstance(layer, (LayerNorm, BatchNorm)) and layer.input in definitions
     }
     sums: dict[Expr, Var] = {}
+    penalised: list[Var] = []
     for layer in reversed(network.layers):
         own = [s for s in steps if s.layer == layer.index]
         for step in reversed(own):
@@ -143,12 +165,22 @@ def plan(network: Network, text: object) -> LayeredPlan:
             sums |= hoisted
         for param in layer.parameters():
             grad = _replace(definitions[param], sums)
+            match grad:
+                case Add(data, PenaltyGrad(penalised_param)) if penalised_param == param:
+                    grad = data  # λ·param is added apart, at run-time λ
+                    penalised.append(param)
             comment = f"∂L/∂{text(param)} = {text(grad)}"  # type: ignore[operator]
             statements.append(
                 Statement(Var(param.kind, param.layer), grad, comment, norm_width(layer))
             )
     gradients = tuple(layer.parameters() for layer in network.layers)
-    return LayeredPlan(tuple(forward), _read_only(statements, gradients), gradients)
+    ordered = tuple(p for group in gradients for p in group if p in penalised)
+    if set(ordered) != set(network.weights() if network.l2 else ()):
+        raise ValueError(
+            "the derived gradients gain λ·itself for "
+            f"{', '.join(v.name for v in ordered) or 'no parameter'}, not for the penalised weights"
+        )
+    return LayeredPlan(tuple(forward), _read_only(statements, gradients), gradients, ordered)
 
 
 def _read_only(
@@ -264,16 +296,22 @@ def layer_text(layer: object) -> str:
     raise ValueError(f"no text for a {type(layer).__name__} layer")
 
 
-def refusal(network: Network) -> str | None:
-    """Why the Python targets cannot emit ``network`` (one line), or None when they can:
-    every kind is emitted (a projection as the pair ([W_l | P_l], b_l), ``_pair_names``),
-    but not the L2 penalty (this plan's loss and gradients omit it: refused, not dropped)."""
-    if network.l2 and has_kinds(network):
-        return (
-            "--l2 with layer kinds is not emitted yet (the penalty is derived and proved, "
-            "--latex prints it; use fit's weight_decay instead)"
-        )
-    return None
+def _penalised_pairs(owners: list[AnyLayer], penalised: tuple[Var, ...]) -> list[int]:
+    """The positions in ``params`` of the pairs whose first array is penalised whole: W_l,
+    or [W_l | P_l] (‖[W_l | P_l]‖_F² = ‖W_l‖_F² + ‖P_l‖_F²); a pair penalised in part is
+    refused."""
+    positions = []
+    for position, layer in enumerate(owners):
+        first: set[Var] = set()  # what the pair's first array holds
+        if isinstance(layer, Dense | Residual):
+            first = {W(layer.index)}
+            if isinstance(layer, Residual) and layer.projection:
+                first.add(layer.proj)
+        if first and first <= set(penalised):
+            positions.append(position)
+        elif set(penalised) & (set(layer.parameters()) | first):
+            raise ValueError(f"layer {layer.index}'s parameters are penalised in part")
+    return positions
 
 
 def _joined_name(layer: Residual) -> str:
@@ -297,15 +335,12 @@ def template_fields(
     derivation: Derivation, code: MatrixCode, text: MatrixText, running: Callable[[str], str]
 ) -> dict[str, object]:
     """The fields a layered template reads; ``running`` prints the read of a running
-    statistic by name.  Refuses (ValueError, one line) what the targets do not emit."""
+    statistic by name."""
     from ..catalog import batch
     from ..model import kind_name
     from .python_source import LINE_LENGTH, code_name, formatted, tuple_literal
 
     network = derivation.network
-    refused = refusal(network)
-    if refused is not None:
-        raise ValueError(refused)
     loss = network.loss
     the_plan = plan(network, text)
 
@@ -408,6 +443,14 @@ def template_fields(
             }
             for layer in projected
         ],
+        "l2": network.l2,
+        "penalty_half": repr(float(penalty.HALF)),
+        "penalty_scale": "l2" if penalty.FACTOR == 1 else f"{float(penalty.FACTOR)!r} * l2",
+        "penalised": [{"name": code_name(p), "text": text(p)} for p in the_plan.penalised],
+        "penalised_pairs_literal": tuple_literal(
+            [str(k) for k in _penalised_pairs(owners, the_plan.penalised)],
+            "_PENALISED: tuple[int, ...] = ",
+        ),
         "forward": [printed(s) for s in the_plan.forward],
         "backward": backward,
         "grads_literal": tuple_literal(

@@ -17,7 +17,14 @@ from ...model import Network
 from ...naming import command_line, default_module_name, spec_command
 from ...version import __version__
 from ..layered import EPS, MOMENTUM
-from ..python_source import LINE_LENGTH, MatrixText, formatted, header_line, tuple_literal
+from ..python_source import (
+    LINE_LENGTH,
+    LINT_LINE_LENGTH,
+    MatrixText,
+    formatted,
+    header_line,
+    tuple_literal,
+)
 from . import planner
 from .printer import NumpyCode, forward_lines, helpers
 
@@ -271,12 +278,14 @@ def render_layered(derivation: Derivation, name: str) -> str:
     from .. import layered
 
     network = derivation.network
+    text = MatrixText(network)
     fields = layered.template_fields(
         derivation,
         NumpyCode(network),
-        MatrixText(network),
+        text,
         lambda stat: f'_running(state, "{stat}", dtype)',
     )
+    fields |= _inplace_fields(network, layered.plan(network, text), fields["projections"])  # type: ignore[arg-type]
     return (
         _environment()
         .get_template(LAYERED_TEMPLATE)
@@ -289,7 +298,48 @@ def render_layered(derivation: Derivation, name: str) -> str:
             eps=repr(EPS),
             momentum=repr(MOMENTUM),
             helpers=helpers(network),
-            params_targets=_unpack_target(fields.pop("param_pairs"), " = params"),  # type: ignore[arg-type]
+            params_targets=_unpack_target(fields["param_pairs"], " = params"),  # type: ignore[arg-type]
+            grads_targets=_unpack_target(
+                [f"(d{pair[1:].replace(', ', ', d')}" for pair in fields.pop("param_pairs")],  # type: ignore[attr-defined]
+                " = grads",
+            ),
             **fields,
         )
     )
+
+
+def _inplace_fields(
+    network: Network, the_plan: object, projections: list[dict[str, object]]
+) -> dict[str, object]:
+    """The in-place ``backprop``'s workspace and groups (``layered_inplace``)."""
+    from .layered_inplace import backprop_fields
+
+    gradient_names = {p for group in the_plan.gradients for p in group}  # type: ignore[attr-defined]
+    fields = backprop_fields(network, the_plan, NumpyCode(network), gradient_names)
+    for part in ("inplace_forward", "inplace_backward"):
+        for group in fields[part]:  # type: ignore[attr-defined]
+            group["comment"] = _comment_lines(group["comment"])
+    layout = [f'({rows}, {cols}, "{kind}")' for rows, cols, kind in fields.pop("ws_layout")]  # type: ignore[attr-defined]
+    fields["ws_layout_literal"] = tuple_literal(
+        layout, "_WORKSPACE: tuple[tuple[int, int, str], ...] = "
+    )
+    fields["ws_slots_literal"] = tuple_literal(
+        [str(k) for k in fields.pop("ws_slots")],  # type: ignore[attr-defined]
+        "_SLOTS: tuple[int, ...] = ",
+    )
+    fields["ws_ones_literal"] = tuple_literal(
+        [str(n) for n in fields.pop("ws_ones_columns")],  # type: ignore[attr-defined]
+        "_ONES_COLUMNS: tuple[int, ...] = ",
+    )
+    fields["ws_constants_literal"] = tuple_literal(
+        [repr(float(v)) for v in fields.pop("ws_constants")],  # type: ignore[attr-defined]
+        "_CONSTANTS: tuple[float, ...] = ",
+    )
+    fields["halves"] = sorted({int(str(p["n"])) for p in projections})
+    fields["ws_targets"] = _unpack_target(fields.pop("ws_unpacked"), " = ws[1]")  # type: ignore[arg-type]
+    return fields
+
+
+def _comment_lines(comment: str) -> list[str]:
+    """A statement's identity as comment lines within the lint's line length."""
+    return textwrap.wrap(comment, LINT_LINE_LENGTH - 6, break_on_hyphens=False) or [comment]

@@ -19,6 +19,10 @@ _SHAPES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (((1, 1), (1, 1))
 _NORMALIZES: tuple[bool, ...] = (False,)
 _BATCH_NORMS: tuple[tuple[int, int], ...] = ()
 _DROPOUTS: dict[int, tuple[int, float]] = {}
+_WORKSPACE: tuple[tuple[int, int, str], ...] = ((0, 1, "f"),)
+_SLOTS: tuple[int, ...] = (0,)
+_ONES_COLUMNS: tuple[int, ...] = ()
+_CONSTANTS: tuple[float, ...] = ()
 MOMENTUM = 0.1
 
 
@@ -118,16 +122,25 @@ def _running(state: dict[str, Array] | None, name: str, dtype: np.dtype) -> Arra
 
 
 def _update_running(
-    state: dict[str, Array] | None, layer: int, mu: Array, v: Array, m: int
+    state: dict[str, Array] | None,
+    layer: int,
+    mu: Array,
+    v: Array,
+    m: int,
+    row: Array | None = None,
 ) -> None:
     """running ← (1 − MOMENTUM) running + MOMENTUM batch (PyTorch's convention); the batch
-    variance enters unbiased, v m/(m − 1), as in torch.nn.BatchNorm1d."""
+    variance enters unbiased, v m/(m − 1), as in torch.nn.BatchNorm1d.  ``row``, a float64
+    1 x n scratch, makes the update allocate nothing."""
     chosen = STATE if state is None else state
     mean, var = chosen[f"running_mean{layer}"], chosen[f"running_var{layer}"]
-    mean *= 1.0 - MOMENTUM
-    mean += MOMENTUM * mu
-    var *= 1.0 - MOMENTUM
-    var += MOMENTUM * (m / (m - 1)) * v
+    if row is None:
+        row = np.empty(mean.shape)
+    for running, batch, weight in ((mean, mu, MOMENTUM), (var, v, MOMENTUM * (m / (m - 1)))):
+        np.multiply(running, 1.0 - MOMENTUM, running)
+        np.copyto(row, batch)
+        np.multiply(row, weight, row)
+        np.add(running, row, running)
 
 
 def _check_training_batch(m: int) -> None:
@@ -199,31 +212,125 @@ def load_params(path: str, state: dict[str, Array] | None = None) -> Params:
 
 
 # ---- layered: out ----
-def _into(out: Params | None, grads: Params, params: Params, x: Array, y: Array) -> Params:
-    """``grads``, or copied into ``out`` after checking it (shapes, dtype, no shared memory)."""
+def _gradients_out(
+    out: Params | None, params: Params, x: Array, y: Array, dtype: np.dtype
+) -> Params:
+    """The arrays ``backprop`` writes the gradients into: ``out`` after checking it
+    (shapes, dtype, C-contiguous, writeable, no shared memory), or new ones."""
     if out is None:
-        return grads
+        return [(np.empty(first, dtype), np.empty(second, dtype)) for first, second in _SHAPES]
     if not isinstance(out, (list, tuple)) or len(out) != len(_SHAPES):
         raise ValueError(f"out must be a list of {len(_SHAPES)} pairs like params")
-    inputs = [x, y, *(arr for pair in params for arr in pair)]
-    written: list[Array] = []
-    for names, pair, made in zip(_NAMES, out, grads, strict=True):
+    for names, pair, shapes in zip(_NAMES, out, _SHAPES, strict=True):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise ValueError(f"out's entry for {names[0]}, {names[1]} must be a pair")
-        for name, arr, grad in zip(names, pair, made, strict=True):
-            if type(arr) is not np.ndarray or arr.shape != grad.shape or arr.dtype != grad.dtype:
-                raise ValueError(
-                    f"out's d{name} must be a {grad.dtype} array of shape {grad.shape}"
-                )
+        for name, arr, shape in zip(names, pair, shapes, strict=True):
+            if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(f"out's d{name} must be a {dtype} array of shape {shape}")
+            if not arr.flags.c_contiguous:
+                raise ValueError(f"out's d{name} must be C-contiguous (np.ascontiguousarray)")
             if not arr.flags.writeable:
                 raise ValueError(f"out's d{name} is read-only")
+    if not _surely_apart(out, params, x, y):
+        _check_apart(out, params, x, y)
+    return out if isinstance(out, list) else list(out)
+
+
+def _surely_apart(out: Params, params: Params, x: Array, y: Array) -> bool:
+    """True when no output can share memory with another array: the common case, fast
+    and without allocating (outputs owning their memory are disjoint; an input overlaps
+    one only if it is that array or a view whose base it is).  Else ``_check_apart``."""
+    for i, (w, b) in enumerate(out):
+        if w.base is not None or b.base is not None or w is b:
+            return False
+        for j in range(i):
+            earlier = out[j]
+            if w is earlier[0] or w is earlier[1] or b is earlier[0] or b is earlier[1]:
+                return False
+    if not (_apart(x, out) and _apart(y, out)):
+        return False
+    for w, b in params:
+        if not (_apart(w, out) and _apart(b, out)):
+            return False
+    return True
+
+
+def _apart(arr: Array, out: Params) -> bool:
+    """``arr`` is no array of ``out`` nor a view of one (its base owns its memory)."""
+    base = arr.base
+    if base is not None and getattr(base, "base", 0) is not None:
+        return False  # a view of a view of something else: let _check_apart decide
+    for w, b in out:
+        if arr is w or arr is b or (base is not None and (base is w or base is b)):
+            return False
+    return True
+
+
+def _check_apart(out: Params, params: Params, x: Array, y: Array) -> None:
+    """Raise if an output may share memory with an input or another output."""
+    inputs = [x, y, *(arr for pair in params for arr in pair)]
+    written: list[Array] = []
+    for names, pair in zip(_NAMES, out, strict=True):
+        for name, arr in zip(names, pair, strict=True):
             if any(np.may_share_memory(arr, other) for other in inputs + written):
                 raise ValueError(f"out's d{name} shares memory with an input or another output")
             written.append(arr)
-    for pair, made in zip(out, grads, strict=True):
-        for arr, grad in zip(pair, made, strict=True):
-            np.copyto(arr, grad)
-    return list(out)
+
+
+# ---- layered: workspace ----
+Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
+"""((m, dtype), (ones, columns of ones..., buffers..., constants...), whether to keep it)."""
+
+_SPARE: list[Workspace] = []
+"""Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
+threads calling ``backprop`` at once each hold their own."""
+
+_MAX_SPARES = 4
+"""Spare workspaces kept at most (one per thread that calls at the same time)."""
+
+_MAX_KEPT_BYTES = 32 * 2**20
+"""A workspace larger than this is dropped after the call: a batch that big
+costs far more to compute than to allocate."""
+
+_KINDS = {"d": np.dtype(np.float64), "b": np.dtype(np.bool_)}
+"""A buffer's kind: "f" holds the call's dtype, "d" float64 (drawn masks, running
+statistics), "b" booleans (a mask's comparison)."""
+
+
+def release_workspaces() -> None:
+    """Free the spare workspaces ``backprop`` keeps between calls."""
+    _SPARE.clear()
+
+
+def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
+    """A workspace for m rows of ``dtype``: a spare one if it fits, else a new one.
+
+    Its arrays, in the order ``backprop`` unpacks them: a 1 x m row of ones (1ᵀ A is a
+    column sum), an n x 1 column of ones per width in ``_ONES_COLUMNS`` (A 1 a row sum),
+    each buffer's array of ``_WORKSPACE`` ((rows, cols, kind); rows 0 means m) as
+    ``_SLOTS`` assigns it, then each of ``_CONSTANTS`` as a 0-d array (a Python float
+    is converted on every call)."""
+    try:
+        ws = _SPARE.pop()
+    except IndexError:
+        ws = None
+    if ws is None or ws[0] != (m, dtype):
+        arrays = [np.ones((1, m), dtype)]
+        arrays += [np.ones((n, 1), dtype) for n in _ONES_COLUMNS]
+        slots = [
+            np.empty((rows or m, cols), _KINDS.get(kind, dtype)) for rows, cols, kind in _WORKSPACE
+        ]
+        arrays += [slots[k] for k in _SLOTS]
+        arrays += [np.array(value, dtype) for value in _CONSTANTS]
+        keep = sum(arr.nbytes for arr in slots) <= _MAX_KEPT_BYTES
+        ws = ((m, dtype), tuple(arrays), keep)
+    return ws
+
+
+def _give_back(ws: Workspace) -> None:
+    """Keep ``ws`` for the next call (unless too large or enough are kept)."""
+    if ws[2] and len(_SPARE) < _MAX_SPARES:
+        _SPARE.append(ws)
 
 
 # ---- layered: masks ----
@@ -249,3 +356,29 @@ def _mask(masks: dict[int, Array] | None, layer: int, m: int, dtype: np.dtype) -
             raise ValueError(f"the mask of dropout layer {layer} must hold 0 and 1 only")
         return mask.astype(dtype, copy=False)
     return (_GENERATOR.random((m, width)) >= rate).astype(dtype)
+
+
+def _mask_into(
+    masks: dict[int, Array] | None, layer: int, mask: Array, drawn: Array, kept: Array
+) -> None:
+    """M_l into ``mask`` (m x n_l, the call's dtype) with no allocation: copied from
+    ``masks`` after checking its shape and 0/1 entries, else drawn as ``_mask`` draws it
+    (the same float64 numbers into ``drawn``, compared into the booleans ``kept``)."""
+    width, rate = _DROPOUTS[layer]
+    if masks is not None and layer in masks:
+        given = masks[layer]
+        if np.shape(given) != mask.shape:
+            raise ValueError(
+                f"the mask of dropout layer {layer} must have shape {(mask.shape[0], width)}"
+            )
+        np.copyto(drawn, given, casting="unsafe")  # exact for bool, int and float entries
+        np.equal(drawn, 0.0, kept)
+        np.copyto(drawn, 1.0, where=kept)  # the zeros made ones: then all must be ones
+        np.not_equal(drawn, 1.0, kept)
+        if np.count_nonzero(kept):
+            raise ValueError(f"the mask of dropout layer {layer} must hold 0 and 1 only")
+        np.copyto(mask, given, casting="unsafe")
+        return
+    _GENERATOR.random(out=drawn)
+    np.greater_equal(drawn, rate, kept)
+    np.copyto(mask, kept)
