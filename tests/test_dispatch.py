@@ -123,7 +123,8 @@ REFUSED = (
         for cls in (Transpose, SumRows, SumCols, ActivateDeriv, LossGrad, PenaltyGrad)
     }
     | {
-        # the normalizations: proved at concrete sizes only (both Python targets emit them)
+        # the normalizations: proved at concrete sizes only (both Python targets emit them);
+        # a constant Scale is dropout's 1/(1 - p), which the symbolic widths take
         (reader, cls)
         for reader in (
             "symbolic_widths entries",
@@ -131,6 +132,7 @@ REFUSED = (
             "latex._shape",
         )
         for cls in NORMALIZATION_NODES
+        if not (cls is Scale and reader.startswith("symbolic_widths"))
     }
     | {
         ("symbolic_widths entries", Loss),
