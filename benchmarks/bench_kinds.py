@@ -34,14 +34,55 @@ LAYERS = "784,256,256+res,ln,256+res,ln,10"
 """The issue's benchmark network: a dense layer, then (residual + layer norm) twice, then 10."""
 
 
-def generate(folder: Path):
+def generate(folder: Path, timed: bool = False):
+    """The benchmark network's module; ``timed``: its backprop adds each identity's time
+    (the statements from one comment line to the next) to ``_TIMES``."""
     network = spec.network(LAYERS, "tanh", "l2")
     path = folder / "bench_kinds_module.py"
-    path.write_text(numpy_module.render(derive(network), path.stem), encoding="utf-8")
+    source = numpy_module.render(derive(network), path.stem)
+    path.write_text(timed_source(source) if timed else source, encoding="utf-8")
     module_spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
+
+
+def timed_source(source: str) -> str:
+    """``source`` with a clock read at each comment line of ``backprop``'s body."""
+    lines = source.splitlines()
+    start = lines.index("    ws = _take_workspace(m, dtype)")
+    end = lines.index("    _give_back(ws)")
+    out = [*lines[:start], "    _t, _label = _clock(), 'checks'"]
+    for line in lines[start:end]:
+        if line.startswith("    # "):
+            out.append("    _TIMES[_label] = _TIMES.get(_label, 0.0) + _clock() - _t")
+            out.append(f"    _t, _label = _clock(), {line[6:]!r}")
+        out.append(line)
+    out += ["    _TIMES[_label] = _TIMES.get(_label, 0.0) + _clock() - _t", *lines[end:]]
+    header = "import numpy as np\n"
+    timed = "\n".join(out).replace(header, f"{header}from time import perf_counter as _clock\n", 1)
+    return timed.replace("\n_GENERATOR", "\n_TIMES: dict[str, float] = {}\n_GENERATOR", 1)
+
+
+def profile(calls: int) -> None:
+    """Where derive's step goes: each identity's share of ``backprop`` with ``out=``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        module = generate(Path(tmp), timed=True)
+        for dtype in ("float32", "float64"):
+            rng = np.random.default_rng(1)
+            params = module.init_params(seed=0, dtype=dtype)
+            x = rng.standard_normal((128, 784)).astype(dtype)
+            y = rng.uniform(-0.9, 0.9, (128, 10)).astype(dtype)
+            grads = [tuple(np.empty_like(a) for a in pair) for pair in params]
+            for _ in range(3):
+                module.backprop(params, x, y, grads)
+            module._TIMES.clear()
+            for _ in range(calls):
+                module.backprop(params, x, y, grads)
+            total = sum(module._TIMES.values())
+            print(f"\n{dtype}: {total / calls * 1e6:,.0f} µs per step (timed statements)")
+            for label, spent in sorted(module._TIMES.items(), key=lambda kv: -kv[1])[:15]:
+                print(f"  {spent / calls * 1e6:8,.0f} µs {spent / total:5.1%}  {label}")
 
 
 def torch_contender(params, x, y, eps):
@@ -158,10 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="first run one float32 product with 384 output columns (see prime_sgemm)",
     )
+    parser.add_argument(
+        "--profile", type=int, metavar="CALLS", help="time each identity over CALLS steps"
+    )
     args = parser.parse_args(argv)
     limit_threads(args.threads)
     if args.prime_sgemm:
         prime_sgemm()
+    if args.profile:
+        print(f"# {sgemm_state(args.prime_sgemm)}; load average {os.getloadavg()[0]:.2f}")
+        profile(args.profile)
+        return 0
     import torch
 
     print(
