@@ -84,7 +84,9 @@ def test_every_scalar_the_proofs_differentiate_gets_sympys_derivative(
         return result
 
     monkeypatch.setattr(engine, "directional_derivative", recording)
-    monkeypatch.setattr(proof, "_SHARDS_PROVED", {})  # the shards lemma afresh, not cached
+    # every lemma afresh: a test before this one in the process may have proved them already
+    monkeypatch.setattr(proof, "_SHARDS_PROVED", {})
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
     checks = proof.verify(derive(spec.network(layers, "tanh", loss, l2)))
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
     # the output lemma, the step lemma per entry, the shards, end to end (one call)
