@@ -195,11 +195,15 @@ def test_classifier_with_layer_kinds_keeps_its_own_running_statistics():
 
 
 def test_classifier_with_a_projection_trains_on_the_pair_w_p():
-    """A projected block's coefs_ entry is [W_l | P_l] (n_{l-1} x 2 n_l), as its params."""
+    """A projected block's coefs_ entry is [W_l | P_l] (n_{l-1} x 2 n_l), as its params.
+
+    After a batch norm (its γ_l is the (1, 8) entry): with a normalization the network's proof
+    is its lemmas and the induction, which this file's other kinds test has proved in this
+    process; a projection network's end-to-end check runs in tests/test_mixed.py."""
     x, y = iris()
     x = StandardScaler().fit_transform(x)
     clf = derive.MLPClassifier(
-        (8, "6+proj"),
+        (8, "bn", "6+proj"),
         activation="tanh",
         batch_size=16,
         learning_rate_init=0.01,
@@ -209,7 +213,7 @@ def test_classifier_with_a_projection_trains_on_the_pair_w_p():
     clf.fit(x, y)
     assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
     assert clf.score(x, y) > 0.8
-    assert [w.shape for w in clf.coefs_] == [(4, 8), (8, 12), (6, 3)]
+    assert [w.shape for w in clf.coefs_] == [(4, 8), (1, 8), (8, 12), (6, 3)]
 
 
 def test_alpha_with_layer_kinds_is_the_derived_penalty_on_w_not_gamma():
