@@ -199,7 +199,7 @@ def test_classifier_with_a_projection_trains_on_the_pair_w_p():
 
     After a batch norm (its γ_l is the (1, 8) entry): with a normalization the network's proof
     is its lemmas and the induction, which this file's other kinds test has proved in this
-    process; a projection network's end-to-end check runs in tests/test_mixed.py."""
+    process; a projection network's end-to-end check runs in tests/test_penalty_kinds.py."""
     x, y = iris()
     x = StandardScaler().fit_transform(x)
     clf = derive.MLPClassifier(
