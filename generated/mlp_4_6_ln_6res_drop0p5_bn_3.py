@@ -466,7 +466,8 @@ _CONSTANTS: tuple[float, ...] = (1.0, 2.0)
 
 
 Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
-"""((m, dtype), (ones, columns of ones..., buffers..., constants...), whether to keep it)."""
+"""((m, dtype), the arrays ``backprop`` unpacks (see ``_take_workspace``), whether to keep it
+for the next call)."""
 
 _SPARE: list[Workspace] = []
 """Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
@@ -479,14 +480,15 @@ _MAX_KEPT_BYTES = 32 * 2**20
 """A workspace larger than this is dropped after the call: a batch that big
 costs far more to compute than to allocate."""
 
-_KINDS = {"d": np.dtype(np.float64), "b": np.dtype(np.bool_)}
-"""A buffer's kind: "f" holds the call's dtype, "d" float64 (drawn masks, running
-statistics), "b" booleans (a mask's comparison)."""
-
 
 def release_workspaces() -> None:
     """Free the spare workspaces ``backprop`` keeps between calls."""
     _SPARE.clear()
+
+
+_KINDS = {"d": np.dtype(np.float64), "b": np.dtype(np.bool_)}
+"""A buffer's kind: "f" holds the call's dtype, "d" float64 (drawn masks, running
+statistics), "b" booleans (a mask's comparison)."""
 
 
 def _take_workspace(m: int, dtype: np.dtype) -> Workspace:

@@ -485,7 +485,8 @@ _CONSTANTS: tuple[float, ...] = ()
 after its arrays: a Python float is converted on every call."""
 
 Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
-"""((m, dtype), (ones, buffers..., constants...), whether to keep it for the next call)."""
+"""((m, dtype), the arrays ``backprop`` unpacks (see ``_take_workspace``), whether to keep it
+for the next call)."""
 
 _SPARE: list[Workspace] = []
 """Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
@@ -505,7 +506,10 @@ def release_workspaces() -> None:
 
 
 def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
-    """A workspace for m rows of ``dtype``: a spare one if it fits, else a new one."""
+    """A workspace for m rows of ``dtype``: a spare one if it fits, else a new one.
+
+    Its arrays: a 1 x m row of ones, one m x n buffer per width of ``_WORKSPACE_WIDTHS``,
+    then each of ``_CONSTANTS`` as a 0-d array."""
     try:
         ws = _SPARE.pop()
     except IndexError:

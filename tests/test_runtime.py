@@ -28,10 +28,18 @@ def test_runtime_file_is_linted_and_formatted():
 
 def test_every_section_is_in_every_generated_module():
     """A dense module holds every runtime section; a module with layer kinds (from
-    layered.py.jinja) the arrays and npy_headers sections and every section of
+    layered.py.jinja) the arrays, npy_headers and workspace_pool sections and every section of
     layered_runtime.py."""
     sections = numpy_module.runtime_sections()
-    assert set(sections) == {"checks", "arrays", "params_io", "npy_headers", "workspace", "names"}
+    assert set(sections) == {
+        "checks",
+        "arrays",
+        "params_io",
+        "npy_headers",
+        "workspace_pool",
+        "workspace",
+        "names",
+    }
     layered = numpy_module.layered_sections()
     assert set(layered) == {"params", "state", "io", "out", "workspace", "masks"}
     kinds = 0
@@ -42,6 +50,7 @@ def test_every_section_is_in_every_generated_module():
             wanted = {
                 "arrays": sections["arrays"],
                 "npy_headers": sections["npy_headers"],
+                "workspace_pool": sections["workspace_pool"],
                 **layered,
             }
         else:

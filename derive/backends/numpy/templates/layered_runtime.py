@@ -41,6 +41,13 @@ def _flat_shapes() -> list[tuple[int, ...]]:
     raise NotImplementedError
 
 
+# stand-ins: the numpy runtime's workspace pool (section ``workspace_pool``)
+Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
+_SPARE: list[Workspace] = []
+_MAX_SPARES = 4
+_MAX_KEPT_BYTES = 32 * 2**20
+
+
 # ---- layered: params ----
 def init_params(seed: int | None = None, dtype: DTypeLike = np.float64) -> Params:
     """Dense weights from N(0, 1/n_{l-1}) and zero biases; γ = 1, β = 0; in layer order."""
@@ -278,28 +285,9 @@ def _check_apart(out: Params, params: Params, x: Array, y: Array) -> None:
 
 
 # ---- layered: workspace ----
-Workspace = tuple[tuple[int, np.dtype], tuple[Array, ...], bool]
-"""((m, dtype), (ones, columns of ones..., buffers..., constants...), whether to keep it)."""
-
-_SPARE: list[Workspace] = []
-"""Workspaces not in use.  ``list.pop`` and ``append`` are atomic, so two
-threads calling ``backprop`` at once each hold their own."""
-
-_MAX_SPARES = 4
-"""Spare workspaces kept at most (one per thread that calls at the same time)."""
-
-_MAX_KEPT_BYTES = 32 * 2**20
-"""A workspace larger than this is dropped after the call: a batch that big
-costs far more to compute than to allocate."""
-
 _KINDS = {"d": np.dtype(np.float64), "b": np.dtype(np.bool_)}
 """A buffer's kind: "f" holds the call's dtype, "d" float64 (drawn masks, running
 statistics), "b" booleans (a mask's comparison)."""
-
-
-def release_workspaces() -> None:
-    """Free the spare workspaces ``backprop`` keeps between calls."""
-    _SPARE.clear()
 
 
 def _take_workspace(m: int, dtype: np.dtype) -> Workspace:
