@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import tracemalloc
 from functools import cache
 from pathlib import Path
@@ -180,3 +181,39 @@ def layout_problems(log: str) -> tuple[int, list[float], int]:
     hboxes = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
     vboxes = len(re.findall(r"Overfull \\vbox", log))
     return (int(pages.group(1)) if pages else 0), [w for w in hboxes if w > 5], vboxes
+
+
+def run_concurrently(calls, rounds: int) -> list[list]:
+    """Run each of ``calls`` in its own thread, ``rounds`` times, started together; a call
+    that raises leaves its exception as its result."""
+    barrier = threading.Barrier(len(calls))
+    results = [[] for _ in calls]
+
+    def worker(k):
+        barrier.wait()
+        for _ in range(rounds):
+            try:
+                results[k].append(calls[k]())
+            except Exception as err:  # a race that raises is caught too, never unhandled
+                results[k].append(err)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def all_equal(results, expected) -> bool:
+    """Every (value, gradient pairs) result equals ``expected`` exactly (an exception never)."""
+    return all(
+        not isinstance(result, Exception)
+        and result[0] == expected[0]
+        and all(
+            np.array_equal(g, e)
+            for pair, other in zip(result[1], expected[1], strict=True)
+            for g, e in zip(pair, other, strict=True)
+        )
+        for result in results
+    )

@@ -4,11 +4,9 @@ in-place statements compute what the printed ones (``loss``) compute."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
-from helpers import load_module, steady_state_peak
+from helpers import all_equal, load_module, run_concurrently, steady_state_peak
 
 from derive import spec
 from derive.backends.numpy import module as numpy_module
@@ -166,39 +164,6 @@ def test_a_mask_off_zero_or_one_by_a_hair_is_refused(wide):
 
 
 # --- threads --------------------------------------------------------------------
-
-
-def run_concurrently(calls, rounds):
-    barrier = threading.Barrier(len(calls))
-    results = [[] for _ in calls]
-
-    def worker(k):
-        barrier.wait()
-        for _ in range(rounds):
-            try:
-                results[k].append(calls[k]())
-            except Exception as err:  # a race that raises is caught too, never unhandled
-                results[k].append(err)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
-def all_equal(results, expected) -> bool:
-    return all(
-        not isinstance(result, Exception)
-        and result[0] == expected[0]
-        and all(
-            np.array_equal(g, e)
-            for pair, other in zip(result[1], expected[1], strict=True)
-            for g, e in zip(pair, other, strict=True)
-        )
-        for result in results
-    )
 
 
 def two_callers(mod, network):

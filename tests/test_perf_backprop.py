@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 import sympy as sp
-from helpers import central_differences, steady_state_peak
+from helpers import all_equal, central_differences, run_concurrently, steady_state_peak
 
 from derive import catalog, spec
 from derive.backends.numpy import module as numpy_module
@@ -175,35 +175,6 @@ def test_allocation_check_sees_the_plain_call_allocate(wide):
 
 
 # --- threads --------------------------------------------------------------------
-
-
-def run_concurrently(calls, rounds: int = 200) -> list[list]:
-    """Run each of ``calls`` in its own thread, ``rounds`` times, started together."""
-    barrier = threading.Barrier(len(calls))
-    results: list[list] = [[] for _ in calls]
-
-    def worker(k):
-        barrier.wait()
-        for _ in range(rounds):
-            results[k].append(calls[k]())
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
-def all_equal(results, expected) -> bool:
-    for got in results:
-        value, grads = got
-        if value != expected[0]:
-            return False
-        for (dw, db), (ew, eb) in zip(grads, expected[1], strict=False):
-            if not (np.array_equal(dw, ew) and np.array_equal(db, eb)):
-                return False
-    return True
 
 
 def test_two_threads_get_correct_results(wide):
