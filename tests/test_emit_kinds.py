@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import load_module
+from helpers import central_differences, load_module
 
 from derive import spec
 from derive.backends.numpy import module as numpy_module
@@ -126,29 +126,11 @@ def test_the_torch_comparison_catches_a_wrong_gradient(mixed):
         assert_close(other, ref_grads, 1e-10)
 
 
-def central_differences(mod, params, x, y, masks, h=1e-6):
-    """∂L/∂θ by (L(θ+h) - L(θ-h))/2h, entry by entry, in training mode with fixed masks."""
-
-    def value():
-        return mod.loss(params, x, y, training=True, state=mod.init_state(), masks=masks)
-
-    out = []
-    for pair in params:
-        grads = []
-        for arr in pair:
-            grad = np.zeros_like(arr)
-            flat, gflat = arr.reshape(-1), grad.reshape(-1)
-            for i in range(flat.size):
-                kept = flat[i]
-                flat[i] = kept + h
-                up = value()
-                flat[i] = kept - h
-                down = value()
-                flat[i] = kept
-                gflat[i] = (up - down) / (2 * h)
-            grads.append(grad)
-        out.append(tuple(grads))
-    return out
+def training_loss_differences(mod, params, x, y, masks):
+    """∂L/∂θ by central differences of the training-mode loss with fixed masks."""
+    return central_differences(
+        lambda p: mod.loss(p, x, y, training=True, state=mod.init_state(), masks=masks), params
+    )
 
 
 def test_backprop_matches_central_differences(mixed):
@@ -157,7 +139,7 @@ def test_backprop_matches_central_differences(mixed):
     masks = fixed_masks(network, 6, seed=2)
     params = random_params(mod, np.float64, seed=4)
     _, grads = mod.backprop(params, x, y, state=mod.init_state(), masks=masks)
-    assert_close(grads, central_differences(mod, params, x, y, masks), 1e-6)
+    assert_close(grads, training_loss_differences(mod, params, x, y, masks), 1e-6)
 
 
 def test_constant_inputs_stay_finite(mixed):
@@ -364,7 +346,7 @@ def test_a_projection_matches_central_differences_and_gradcheck(projected):
     x, y = data(np.float64, m=6, seed=3)
     params = random_params(mod, np.float64, seed=4)
     _, grads = mod.backprop(params, x, y)
-    assert_close(grads, central_differences(mod, params, x, y, {}), 1e-6)
+    assert_close(grads, training_loss_differences(mod, params, x, y, {}), 1e-6)
     assert mod.gradcheck(params, x, y) < 1e-3
 
 
@@ -430,7 +412,7 @@ def test_fused_softmax_network_matches_torch_and_central_differences(classifier)
     _, grads = mod.backprop(params, x, y, state=mod.init_state(), masks=masks)
     _, ref_grads = torch_reference(network, params, x, y, masks, mod.EPS)
     assert_close(grads, ref_grads, 1e-10)
-    assert_close(grads, central_differences(mod, params, x, y, masks), 1e-6)
+    assert_close(grads, training_loss_differences(mod, params, x, y, masks), 1e-6)
 
 
 def test_fit_reduces_the_loss_and_predict_reads_running_statistics(classifier):

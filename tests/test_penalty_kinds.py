@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import load_module
+from helpers import central_differences, load_module
 
 from derive import spec
 from derive.backends.array_api import module as array_api_module
@@ -153,29 +153,6 @@ def _params(mod, dtype=np.float64, seed=1):
     ]
 
 
-def _central_differences(mod, params, x, y, masks, l2, h=1e-6):
-    def value():
-        return mod.loss(params, x, y, training=True, state=mod.init_state(), masks=masks, l2=l2)
-
-    out = []
-    for pair in params:
-        grads = []
-        for arr in pair:
-            grad = np.zeros_like(arr)
-            flat, gflat = arr.reshape(-1), grad.reshape(-1)
-            for i in range(flat.size):
-                kept = flat[i]
-                flat[i] = kept + h
-                up = value()
-                flat[i] = kept - h
-                down = value()
-                flat[i] = kept
-                gflat[i] = (up - down) / (2 * h)
-            grads.append(grad)
-        out.append(tuple(grads))
-    return out
-
-
 def _close(grads, ref_grads, rtol):
     for pair, ref_pair in zip(grads, ref_grads, strict=True):
         for grad, ref in zip(pair, ref_pair, strict=True):
@@ -192,7 +169,10 @@ def test_the_module_matches_central_differences_of_its_penalised_loss(modules):
     value, grads = mod.backprop(params, x, y, state=mod.init_state(), masks=masks, l2=0.7)
     loss = mod.loss(params, x, y, training=True, state=mod.init_state(), masks=masks, l2=0.7)
     assert np.isclose(value, loss, rtol=1e-14)
-    reference = _central_differences(mod, params, x, y, masks, 0.7)
+    reference = central_differences(
+        lambda p: mod.loss(p, x, y, training=True, state=mod.init_state(), masks=masks, l2=0.7),
+        params,
+    )
     _close(grads, reference, 1e-6)
     with_gamma = [list(pair) for pair in grads]
     with_gamma[1][0] = with_gamma[1][0] + 0.7 * params[1][0]  # γ₂ penalised too
