@@ -532,6 +532,16 @@ def seed_masks(seed: int | None) -> None:
     _GENERATOR = np.random.default_rng(seed)
 
 
+def _check_mask_layers(masks: dict[int, Array] | None) -> None:
+    """Refuse a mask keyed by a layer that is not a dropout layer: it would be ignored."""
+    for layer in masks or ():
+        if layer not in _DROPOUTS:
+            raise ValueError(
+                f"masks has a mask for layer {layer!r}, which is not a dropout layer "
+                f"(this network's dropout layers: {sorted(_DROPOUTS)})"
+            )
+
+
 def _mask(masks: dict[int, Array] | None, layer: int, m: int, dtype: np.dtype) -> Array:
     """M_l for a batch of m rows: given in ``masks`` (0/1 entries, shape (m, n_l)), else each
     entry kept (1) with probability 1 - p, drawn from the module's generator."""
@@ -596,6 +606,7 @@ def _chain(
     dtype = _check_params(params)
     x = _as_batch("x", x, SIZES[0], dtype)
     m = x.shape[0]
+    _check_mask_layers(masks)
     if training:
         _check_training_batch(m)
     (W1, b1), (gamma2, beta2), (W3, b3), (gamma5, beta5), (W6, b6) = params
@@ -687,6 +698,7 @@ def backprop(
     dtype, x, y = _batch(params, x, y, check_finite)
     m = x.shape[0]
     _check_training_batch(m)
+    _check_mask_layers(masks)
     grads = _gradients_out(out, params, x, y, dtype)
     (W1, b1), (gamma2, beta2), (W3, b3), (gamma5, beta5), (W6, b6) = params
     (dW1, db1), (dgamma2, dbeta2), (dW3, db3), (dgamma5, dbeta5), (dW6, db6) = grads

@@ -495,6 +495,34 @@ def test_array_api_matches_the_numpy_target(array_api_pair, library, dtype, rtol
     )
 
 
+def test_a_mask_for_a_layer_that_is_not_dropout_is_refused_in_both_targets(array_api_pair):
+    """Its only dropout layer is 5: a mask keyed 4 (the user's off-by-one) would be ignored and
+    a drawn mask used instead, a wrong answer without an error; every entry point refuses it,
+    and the same mask keyed 5 is taken (the control)."""
+    aa, np_mod = array_api_pair
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((5, 6)), np.eye(4)[rng.integers(0, 4, 5)]
+    mask = (rng.random((5, 8)) >= 0.25).astype(float)
+    params = random_params(np_mod, np.dtype("float64"))
+    put = aa.as_params(params, np)
+    message = r"masks has a mask for layer 4, which is not a dropout layer .*\[5\]"
+    calls = [
+        lambda masks: np_mod.backprop(params, x, y, state=np_mod.init_state(), masks=masks),
+        lambda masks: np_mod.loss(
+            params, x, y, training=True, state=np_mod.init_state(), masks=masks
+        ),
+        lambda masks: np_mod.forward(
+            params, x, training=True, state=np_mod.init_state(), masks=masks
+        ),
+        lambda masks: aa.backprop(put, x, y, masks=masks),
+        lambda masks: aa.forward(put, x, training=True, masks=masks),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=message):
+            call({5: mask, 4: mask})
+        call({5: mask})
+
+
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
 def test_array_api_projection_matches_the_numpy_target(projected, library, dtype, rtol, tmp_path):

@@ -332,6 +332,16 @@ def seed_masks(seed: int | None) -> None:
     _GENERATOR = np.random.default_rng(seed)
 
 
+def _check_mask_layers(masks: dict[int, Array] | None) -> None:
+    """Refuse a mask keyed by a layer that is not a dropout layer: it would be ignored."""
+    for layer in masks or ():
+        if layer not in _DROPOUTS:
+            raise ValueError(
+                f"masks has a mask for layer {layer!r}, which is not a dropout layer "
+                f"(this network's dropout layers: {sorted(_DROPOUTS)})"
+            )
+
+
 def _mask(masks: dict[int, Array] | None, layer: int, m: int, dtype: np.dtype) -> Array:
     """M_l for a batch of m rows: given in ``masks`` (0/1 entries, shape (m, n_l)), else each
     entry kept (1) with probability 1 - p, drawn from the module's generator."""
