@@ -192,15 +192,44 @@ def polynomial_is_zero(expr: sp.Expr) -> bool | None:
     arithmetic on a dict of monomials): the normal form that ``expand`` reaches,
     so the answer is ``expand(expr) == 0``, found several times faster.
     """
+    if not expr.free_symbols:
+        return bool(expr == 0) if expr.is_Rational and not expr.has(sp.Float) else None
+    polynomial = _polynomial(expr)
+    return None if polynomial is None else not polynomial
+
+
+def _polynomial(expr: sp.Expr) -> PolyElement | None:
+    """``expr`` as an element of the sparse polynomial ring over QQ in its free symbols, or
+    None when it is not a polynomial there (``polynomial_is_zero``)."""
     if expr.has(sp.Float):  # QQ would read 0.5 as 1/2: leave floats to expand
         return None
     symbols = tuple(expr.free_symbols)
     if not symbols:
-        return bool(expr == 0) if expr.is_Rational else None
+        return None
     try:
-        return bool(ring(symbols, QQ)[0].from_expr(expr) == 0)
+        return ring(symbols, QQ)[0].from_expr(expr)
     except ValueError:  # not a polynomial in the symbols over QQ
         return None
+
+
+def _first_differing(
+    difference: PolyElement, tangent_of: Mapping[sp.Symbol, tuple[str, int, int]]
+) -> tuple[str, int, int] | None:
+    """The first claimed entry (in the claims' order) whose coefficient in ``difference``, a
+    nonzero polynomial Σ_k t_k (∂_k - F_k), is not 0; None if a monomial is not of degree 1
+    in the tangents t_k (the expression path then says which term)."""
+    slots = [
+        (index, tangent_of[symbol])
+        for index, symbol in enumerate(difference.ring.symbols)
+        if symbol in tangent_of
+    ]
+    differing = set()
+    for monomial in difference.itermonoms():
+        present = [(monomial[index], key) for index, key in slots if monomial[index]]
+        if len(present) != 1 or present[0][0] != 1:
+            return None
+        differing.add(present[0][1])
+    return next(key for key in tangent_of.values() if key in differing)
 
 
 def identical(lhs: sp.Matrix, rhs: sp.Matrix) -> tuple[bool, str]:
@@ -320,8 +349,14 @@ def identical_gradient(
     derivative = directional_derivative(scalar, tangents)
     atoms = Atoms()
     difference = atoms(derivative) - atoms(sp.Add(*claimed))
-    if polynomial_is_zero(difference):
-        return True, ""
+    polynomial = _polynomial(difference)
+    if polynomial is not None:  # the ring says which entry differs, without ``expand``
+        if not polynomial:
+            return True, ""
+        differing = _first_differing(polynomial, tangent_of)
+        if differing is not None:
+            name, i, j = differing
+            return False, f"{name}: entry ({i}, {j}) differs"
     difference = sp.expand(difference)  # which entry differs, or exp and log to cancel
     if difference == 0:
         return True, ""
