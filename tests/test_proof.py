@@ -178,7 +178,7 @@ def test_a_default_lemma_is_decided_once_and_a_negative_control_always(monkeypat
     depends only on the key proof._LEMMAS_PROVED holds); a claim or form passed in is decided
     afresh each time, and a failure is never kept."""
     monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
-    network = spec.network("4,3", "tanh", "softmax_cross_entropy")
+    network = spec.network("4,3")  # tanh, l2: the cheapest lemmas of each kind (softmax: +2 s)
     tanh = network.activations[0]
     defaults = [
         lambda: proof.check_output_lemma(network),
