@@ -264,9 +264,15 @@ def test_module_without_l2_takes_no_lambda(plain_net):
         plain_net.backprop(params, x, y, l2=0.1)
 
 
+@cache
+def wide_penalised_module():
+    """96,256,192 with the penalty, derived and rendered once for both dtypes."""
+    return derive.derive("96,256,192", l2=True, name="wide_penalty", end_to_end_depth=0).module()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_penalised_backprop_with_out_allocates_no_array(dtype):
-    wide = derive.derive("96,256,192", l2=True, name="wide_penalty", end_to_end_depth=0).module()
+    wide = wide_penalised_module()
     params = wide.init_params(seed=6, dtype=dtype)
     x, y = (a.astype(dtype) for a in data(wide.SIZES, 64))
     out = [(np.empty_like(w), np.empty_like(b)) for w, b in params]
