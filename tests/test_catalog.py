@@ -396,6 +396,21 @@ def test_loss_code_form_is_checked(loss):
     assert not proof.check_loss(fn, code_form=2 * fn.code_form).ok
 
 
+def test_sums_cancel_only_over_the_same_limits():
+    """The row loss's shortcut: Σ_i f + Σ_i (-f) = 0 over the same limits; over other limits,
+    or with a term that is no Sum, it says nothing (False) and ``simplify`` decides."""
+    from derive.catalog.losses import _summands_cancel
+    from derive.catalog.symbols import T, i, outputs
+
+    n, m = outputs, sp.Symbol("m", integer=True, positive=True)
+    f = T[i] * sp.log(1 + sp.exp(T[i]))
+    assert _summands_cancel(sp.Sum(f, (i, 1, n)) + sp.Sum(-f, (i, 1, n)))
+    assert _summands_cancel(sp.Sum(2 * f, (i, 1, n)) - 2 * sp.Sum(f, (i, 1, n)))
+    assert not _summands_cancel(sp.Sum(f, (i, 1, n)) + sp.Sum(-f, (i, 1, m)))
+    assert not _summands_cancel(sp.Sum(f, (i, 1, n)) + sp.Sum(f, (i, 1, n)))
+    assert not _summands_cancel(sp.Sum(f, (i, 1, n)) + 1)
+
+
 @pytest.mark.parametrize("loss", sorted(FUSED))
 def test_fused_delta_is_proved_and_wrong_ones_are_rejected(loss):
     network = spec.network("3,2", "tanh", loss)
