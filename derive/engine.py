@@ -8,6 +8,7 @@ lemma) both decide identities with it; it imports neither of them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import sympy as sp
 from sympy.core.function import AppliedUndef, ArgumentIndexError
@@ -79,18 +80,28 @@ def claimed_gradient(loss: LossFunction) -> sp.Expr:
     return loss.gradient_from_output.subs(A, loss.link.definition)
 
 
+@lru_cache(maxsize=256)
+def _entry_formula(loss: LossFunction, gradient: bool, rows: int, cols: int) -> sp.Expr:
+    """The entry's (or row's) loss or claimed gradient at m = rows, n_L = cols; a row loss's
+    sums over the row written out (``doit``: the same every time, so computed once)."""
+    formula = (claimed_gradient(loss) if gradient else loss.logit_entry).subs(
+        {batch: rows, outputs: cols}
+    )
+    return formula.doit() if loss.rowwise else formula
+
+
 def _loss_matrix(loss: LossFunction, p: sp.Matrix, y: sp.Matrix, gradient: bool) -> sp.Matrix:
     """L (1x1) or its claimed gradient, on explicit matrices: p is Ŷ, or z_L if fused."""
-    dims = {batch: p.rows, outputs: p.cols}
-    formula = (claimed_gradient(loss) if gradient else loss.logit_entry).subs(dims)
+    formula = _entry_formula(loss, gradient, p.rows, p.cols)
     if loss.rowwise:  # one row at a time: Z[1..n], T[1..n] are that row's entries
-        formula = formula.doit()
 
         def at(r: int, c: int | None) -> sp.Expr:
+            # xreplace: Z[j], T[j] and k are replaced as they stand, all at once (subs looks for
+            # each inside every entry of p, nested expressions end to end: 9x slower)
             names = {catalog.Z[col + 1]: p[r, col] for col in range(p.cols)}
             names |= {catalog.T[col + 1]: y[r, col] for col in range(p.cols)}
-            here = formula if c is None else formula.subs(catalog.k, c + 1)
-            return here.subs(names, simultaneous=True)
+            here = formula if c is None else formula.xreplace({catalog.k: sp.Integer(c + 1)})
+            return here.xreplace(names)
 
         if gradient:
             return sp.Matrix(p.rows, p.cols, lambda r, c: at(r, c))
