@@ -230,3 +230,15 @@ def test_end_to_end_is_decided_once_per_identity_and_a_wrong_one_always(monkeypa
     wrong = dataclasses.replace(good, deltas=deltas)
     assert not proof.check_end_to_end(wrong).ok and not proof.check_end_to_end(wrong).ok
     assert len(proof._LEMMAS_PROVED) == 3
+
+
+def test_verify_decides_the_any_width_lemmas_once_per_process(monkeypatch):
+    """Their claims depend on nothing verify passes in: decided by the first network only."""
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
+    names = ("step lemma, any width", "penalty lemma, any width")
+    first = {c.name: c for c in proof.verify(_derivation("4,3"), end_to_end_depth=0)}
+    penalised = derive(spec.network("3,4,2", l2=True))
+    again = {c.name: c for c in proof.verify(penalised, end_to_end_depth=0)}
+    third = {c.name: c for c in proof.verify(penalised, end_to_end_depth=0)}
+    assert first[names[0]].ok and again[names[0]] is first[names[0]]
+    assert again[names[1]].ok and third[names[1]] is again[names[1]]
