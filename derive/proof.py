@@ -254,9 +254,10 @@ LEMMA_SHAPE = (2, 3, 2)  # batch m, width below p, width above n: non-square
 _LEMMAS_PROVED: dict[tuple[object, ...], Check] = {}
 """The default lemmas already proved in this process, by what each claim depends on (the
 output lemma: the depth, the loss; the step lemma: the penalty; an activation's or a loss's
-code forms: the catalog entry), as ``_SHARDS_PROVED``: a grid search or a notebook deriving
-many networks decides each once.  A claim, form or assumption passed in (the negative
-controls) is always decided afresh, and a failure is never kept."""
+code forms: the catalog entry; end to end: the chain, the claims, the loss, the penalty), as
+``_SHARDS_PROVED``: a grid search or a notebook deriving many networks decides each once.
+A claim, form or assumption passed in (the negative controls) is always decided afresh, and a
+failure is never kept."""
 
 
 def _proved_once(key: tuple[object, ...], decide: Callable[[], Check]) -> Check:
@@ -486,13 +487,45 @@ def check_end_to_end(
     exact evaluation over GF(2^61 - 1) at random points, error bound stated,
     linear in the depth) or "auto" (expand up to ``EXPAND_DEPTH``).
     ``rng`` fixes the random points (tests); by default they come from the OS.
+
+    Decided once per process for the same identity (``_LEMMAS_PROVED``), unless ``rng`` is
+    given: the activations are undefined functions a_l and the widths depend on the depth
+    only, so networks that differ in their activations or widths but not in their chain,
+    claims, loss and penalty pose the same identity (e.g. every catalog activation with one
+    loss at one depth).
     """
     if method == "auto":
         method = "expand" if derivation.network.depth <= EXPAND_DEPTH else "field"
+    if method not in ("expand", "field"):
+        raise ValueError(f"unknown end-to-end method {method!r}")
+    if rng is None:
+        return _proved_once(
+            _end_to_end_key(derivation, batch_size, method),
+            lambda: _check_end_to_end(derivation, batch_size, method, None),
+        )
+    return _check_end_to_end(derivation, batch_size, method, rng)
+
+
+def _end_to_end_key(derivation: Derivation, batch_size: int, method: str) -> tuple[object, ...]:
+    """Everything the end-to-end decision and its text depend on."""
+    network = derivation.network
+    return (
+        "end to end",
+        method,
+        batch_size,
+        network.loss,
+        network.l2,
+        tuple(network.steps()),
+        tuple(network.parameters()),
+        tuple(_end_to_end_claims(derivation).items()),
+    )
+
+
+def _check_end_to_end(
+    derivation: Derivation, batch_size: int, method: str, rng: random.Random | None
+) -> Check:
     if method == "field":
         return _check_end_to_end_field(derivation, batch_size, rng)
-    if method != "expand":
-        raise ValueError(f"unknown end-to-end method {method!r}")
     start = time.perf_counter()
     network = derivation.network
     widths, env = _end_to_end_inputs(network, batch_size)
@@ -711,10 +744,13 @@ def verify(derivation: Derivation, end_to_end_depth: int = END_TO_END_DEPTH) -> 
     checks = [
         check_output_lemma(network),
         check_step_lemma(),
-        check_step_lemma_symbolic(),
+        _proved_once(("step lemma, any width",), check_step_lemma_symbolic),
     ]
     if network.l2:
-        checks += [check_step_lemma(penalty=True), check_penalty_symbolic()]
+        checks += [
+            check_step_lemma(penalty=True),
+            _proved_once(("penalty lemma, any width",), check_penalty_symbolic),
+        ]
     checks.append(check_layers_are_lemma_instances(derivation))
     for act in dict.fromkeys(network.activations):
         checks.append(check_activation(act))

@@ -15,7 +15,10 @@ from derive.derivation import derive
 
 
 def sympy_derivative(expr: sp.Expr, tangents: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
-    """Σ_k t_k ∂expr/∂θ_k by SymPy's own ``diff``: d/dε expr(θ + ε t) at ε = 0."""
+    """Σ_k t_k ∂expr/∂θ_k by SymPy's own ``diff``: ∂expr/∂θ for one unit tangent (the lemmas'
+    calls, entry by entry), else d/dε expr(θ + ε t) at ε = 0."""
+    if len(tangents) == 1 and next(iter(tangents.values())) == 1:
+        return sp.diff(expr, *tangents)
     eps = sp.Dummy("epsilon")
     moved = {s: s + eps * t for s, t in tangents.items()}
     return sp.diff(expr.xreplace(moved), eps).subs(eps, 0)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-from helpers import central_differences
-from hypothesis import HealthCheck, given, settings
+from helpers import catalog_module, central_differences
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 DEPTHS = ["5,3", "3,7,5", "5,3,7,1", "1,9,3,5,3", "7,5,3,9,5,3"]  # depths 1-5, odd widths
+
+
+def tanh_l2(layers: str):
+    """The tanh/l2 module for ``layers``, rendered once per process (no test changes it)."""
+    return catalog_module(layers, "tanh", "l2")
 
 
 def _data(module, batch, seed=0, dtype=np.float64):
@@ -23,8 +28,8 @@ def _data(module, batch, seed=0, dtype=np.float64):
 
 
 @pytest.mark.parametrize("layers", DEPTHS)
-def test_gradients_match_central_differences(make_module, layers):
-    module = make_module(layers)
+def test_gradients_match_central_differences(layers):
+    module = tanh_l2(layers)
     params, x, y = _data(module, batch=4)
     _, grads = module.backprop(params, x, y)
     numeric = central_differences(lambda p: module.loss(p, x, y), params)
@@ -34,8 +39,8 @@ def test_gradients_match_central_differences(make_module, layers):
 
 
 @pytest.mark.parametrize("layers", DEPTHS)
-def test_agrees_with_plain_numpy_reference(make_module, layers):
-    module = make_module(layers)
+def test_agrees_with_plain_numpy_reference(layers):
+    module = tanh_l2(layers)
     params, x, y = _data(module, batch=6, seed=1)
     value, grads = module.backprop(params, x, y)
     ref_value, ref_grads = reference.backprop(params, x, y)
@@ -47,9 +52,9 @@ def test_agrees_with_plain_numpy_reference(make_module, layers):
         np.testing.assert_allclose(db, rb, rtol=1e-10, atol=1e-12)
 
 
-def test_reference_check_detects_a_wrong_gradient(make_module):
+def test_reference_check_detects_a_wrong_gradient():
     """Negative control: the comparison above fails for a perturbed gradient."""
-    module = make_module("3,7,5")
+    module = tanh_l2("3,7,5")
     params, x, y = _data(module, batch=6, seed=1)
     _, grads = module.backprop(params, x, y)
     _, ref_grads = reference.backprop(params, x, y)
@@ -58,8 +63,8 @@ def test_reference_check_detects_a_wrong_gradient(make_module):
         np.testing.assert_allclose(wrong, ref_grads[0][0], rtol=1e-10, atol=1e-12)
 
 
-def test_nn_class_is_a_drop_in_for_the_seed(make_module):
-    module = make_module("20,50,10")
+def test_nn_class_is_a_drop_in_for_the_seed():
+    module = tanh_l2("20,50,10")
     net = module.NN(seed=3)
     assert net.sizes == [20, 50, 10] and net.num_layers == 3
     assert [w.shape for w in net.w] == [(20, 50), (50, 10)]
@@ -75,8 +80,8 @@ def test_nn_class_is_a_drop_in_for_the_seed(make_module):
     np.testing.assert_allclose(net.forward_pass(x[0]), reference.forward(params, x[:1]), rtol=1e-12)
 
 
-def test_single_example_is_a_batch_of_one(make_module):
-    module = make_module("4,3")
+def test_single_example_is_a_batch_of_one():
+    module = tanh_l2("4,3")
     params, x, y = _data(module, batch=1)
     assert module.forward(params, x[0]).shape == (1, 3)
     v1, g1 = module.backprop(params, x[0], y[0])
@@ -85,8 +90,8 @@ def test_single_example_is_a_batch_of_one(make_module):
     np.testing.assert_array_equal(g1[0][0], g2[0][0])
 
 
-def test_init_params_shapes_dtypes_and_seed(make_module):
-    module = make_module("5,3,7,1")
+def test_init_params_shapes_dtypes_and_seed():
+    module = tanh_l2("5,3,7,1")
     params = module.init_params(seed=7, dtype=np.float32)
     assert [(w.shape, b.shape) for w, b in params] == [
         ((5, 3), (1, 3)),
@@ -98,8 +103,8 @@ def test_init_params_shapes_dtypes_and_seed(make_module):
     assert all(np.array_equal(w, w2) for (w, _), (w2, _) in zip(params, again, strict=True))
 
 
-def test_float32_stays_float32(make_module):
-    module = make_module("5,3,7,1")
+def test_float32_stays_float32():
+    module = tanh_l2("5,3,7,1")
     params, x, y = _data(module, batch=4, dtype=np.float32)
     _value, grads = module.backprop(params, x, y)
     assert module.forward(params, x).dtype == np.float32
@@ -138,27 +143,25 @@ def test_float32_stays_float32(make_module):
         ),
     ],
 )
-def test_bad_input_names_expected_and_received(make_module, mutate, message):
-    module = make_module("5,3,7,1")
+def test_bad_input_names_expected_and_received(mutate, message):
+    module = tanh_l2("5,3,7,1")
     params, x, y = mutate(*_data(module, batch=4))
     with pytest.raises(ValueError, match=message):
         module.backprop(params, x, y)
 
 
-def test_non_finite_input_propagates(make_module):
-    module = make_module("4,3")
+def test_non_finite_input_propagates():
+    module = tanh_l2("4,3")
     params, x, y = _data(module, batch=2)
     x[0, 0] = np.nan
     value, grads = module.backprop(params, x, y)
     assert np.isnan(value) and np.isnan(grads[0][0]).any()
 
 
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=15, deadline=None)
 @given(sizes=st.lists(st.integers(1, 7), min_size=2, max_size=5), batch=st.integers(1, 4))
-def test_random_valid_specs_have_correct_gradients(make_module, sizes, batch):
-    module = make_module(",".join(map(str, sizes)))
+def test_random_valid_specs_have_correct_gradients(sizes, batch):
+    module = tanh_l2(",".join(map(str, sizes)))
     params, x, y = _data(module, batch=batch, seed=sum(sizes))
     _, grads = module.backprop(params, x, y)
     numeric = central_differences(lambda p: module.loss(p, x, y), params)
@@ -167,8 +170,8 @@ def test_random_valid_specs_have_correct_gradients(make_module, sizes, batch):
         np.testing.assert_allclose(db, nb, rtol=1e-6, atol=1e-7)
 
 
-def test_depth_30_agrees_with_the_reference(make_module):
-    module = make_module(",".join(["5", "3"] * 15 + ["4"]))  # 30 weight layers, non-square
+def test_depth_30_agrees_with_the_reference():
+    module = tanh_l2(",".join(["5", "3"] * 15 + ["4"]))  # 30 weight layers, non-square
     assert len(module.SIZES) == 31
     params, x, y = _data(module, batch=3, seed=30)
     value, grads = module.backprop(params, x, y)

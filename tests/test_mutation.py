@@ -17,10 +17,12 @@ from derive.expr import ActivateDeriv, Hadamard, MatMul, Transpose, substitute
 LAYERS = "3,4,2,5"  # non-square everywhere, depth 3
 
 
-@pytest.fixture(autouse=True)
-def _lemmas_decided_afresh(monkeypatch):
-    """The mutants change the code the lemmas are decided by, which no process does: each
-    test starts as a fresh process, with no lemma proved yet (proof._LEMMAS_PROVED)."""
+@pytest.fixture
+def lemmas_decided_afresh(monkeypatch):
+    """A mutant of the code the lemmas are decided by (the chain rule, a catalog rewrite) is
+    what no process does: such a test starts as a fresh process, with no lemma proved yet
+    (proof._LEMMAS_PROVED, restored afterwards). The tests that mutate a derived identity
+    only pose new claims, which are never taken from the cache."""
     monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
 
 
@@ -74,7 +76,9 @@ def test_unmutated_pipeline_passes_both(tmp_path):
     assert gradients_agree(_module_from(tmp_path, derived))
 
 
-def test_chain_rule_without_transpose_fails_proof_and_numerics(tmp_path, monkeypatch):
+def test_chain_rule_without_transpose_fails_proof_and_numerics(
+    tmp_path, monkeypatch, lemmas_decided_afresh
+):
     monkeypatch.setattr(derivation, "pull", _pull_without_transpose(derivation.pull))
     derived = derivation.derive(spec.network(LAYERS))
     failed = [c.name for c in proof.verify(derived) if not c.ok]
@@ -121,7 +125,9 @@ def test_corrupted_template_fails_the_numerical_tests(tmp_path, monkeypatch):
     assert not gradients_agree(module)
 
 
-def test_corrupted_tanh_rewrite_fails_proof_and_numerics(tmp_path, monkeypatch):
+def test_corrupted_tanh_rewrite_fails_proof_and_numerics(
+    tmp_path, monkeypatch, lemmas_decided_afresh
+):
     from derive import catalog
 
     tanh = catalog.activation("tanh")
@@ -131,7 +137,9 @@ def test_corrupted_tanh_rewrite_fails_proof_and_numerics(tmp_path, monkeypatch):
     assert not gradients_agree(_module_from(tmp_path, derived))
 
 
-def test_cli_exits_1_and_writes_nothing_when_a_proof_fails(tmp_path, monkeypatch, capsys):
+def test_cli_exits_1_and_writes_nothing_when_a_proof_fails(
+    tmp_path, monkeypatch, capsys, lemmas_decided_afresh
+):
     from derive import cli
 
     monkeypatch.setattr(derivation, "pull", _pull_without_transpose(derivation.pull))

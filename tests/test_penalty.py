@@ -197,7 +197,9 @@ def test_backprop_matches_central_differences_with_lambda(net, lam):
     [("4,6,3", "relu", "softmax_cross_entropy"), ("4,6,2", "softplus", "mse")],
 )
 def test_other_losses_with_lambda_pass_gradcheck(layers, activation, loss):
-    mod = derive.derive(layers, activation, loss, l2=True).module()
+    """The module's gradients with λ, numerically; the penalty's proof at every depth is
+    test_verify_proves_every_identity_with_the_penalty's (end to end for these losses too)."""
+    mod = derive.derive(layers, activation, loss, l2=True, end_to_end_depth=0).module()
     params = mod.init_params(seed=3)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, mod.SIZES[0]))
@@ -262,9 +264,15 @@ def test_module_without_l2_takes_no_lambda(plain_net):
         plain_net.backprop(params, x, y, l2=0.1)
 
 
+@cache
+def wide_penalised_module():
+    """96,256,192 with the penalty, derived and rendered once for both dtypes."""
+    return derive.derive("96,256,192", l2=True, name="wide_penalty", end_to_end_depth=0).module()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_penalised_backprop_with_out_allocates_no_array(dtype):
-    wide = derive.derive("96,256,192", l2=True, name="wide_penalty", end_to_end_depth=0).module()
+    wide = wide_penalised_module()
     params = wide.init_params(seed=6, dtype=dtype)
     x, y = (a.astype(dtype) for a in data(wide.SIZES, 64))
     out = [(np.empty_like(w), np.empty_like(b)) for w, b in params]
@@ -393,7 +401,9 @@ def test_cli_l2_refused_where_it_would_have_no_effect(tmp_path, capsys, monkeypa
 def test_train_cli_l2_derives_the_penalty_and_trains(tmp_path, capsys, monkeypatch):
     pytest.importorskip("sklearn")
     monkeypatch.chdir(tmp_path)
-    args = ["train", "--data", "iris", "--layers", "4,5,3", "--epochs", "2", "--quiet"]
+    # depth 1: its end-to-end identity is test_verify_proves_every_identity_with_the_penalty's
+    # 3,3 softmax one, decided once per process
+    args = ["train", "--data", "iris", "--layers", "4,3", "--epochs", "2", "--quiet"]
     result = run_cli(capsys, *args, "--l2", "0.01")
     assert result.returncode == 0, result.stderr
     assert "plus the L2 penalty" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 import sympy as sp
@@ -177,7 +178,7 @@ def test_a_default_lemma_is_decided_once_and_a_negative_control_always(monkeypat
     depends only on the key proof._LEMMAS_PROVED holds); a claim or form passed in is decided
     afresh each time, and a failure is never kept."""
     monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
-    network = spec.network("4,3", "tanh", "softmax_cross_entropy")
+    network = spec.network("4,3")  # tanh, l2: the cheapest lemmas of each kind (softmax: +2 s)
     tanh = network.activations[0]
     defaults = [
         lambda: proof.check_output_lemma(network),
@@ -203,3 +204,41 @@ def test_a_default_lemma_is_decided_once_and_a_negative_control_always(monkeypat
     monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
     assert not proof.check_output_lemma(network).ok
     assert proof._LEMMAS_PROVED == {}
+
+
+def test_end_to_end_is_decided_once_per_identity_and_a_wrong_one_always(monkeypatch):
+    """A network that differs only in its activations and widths poses the same end-to-end
+    identity (a_l undefined, widths by depth): decided once per process; points given (rng), a
+    deeper chain, another loss or wrong claims are decided afresh, and a failure is not kept."""
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
+    first = proof.check_end_to_end(_derivation("4,3"))
+    assert first.ok
+    same = derive(spec.network("3,5", "relu"))
+    assert proof.check_end_to_end(same) is first
+    assert len(proof._LEMMAS_PROVED) == 1
+    again = proof.check_end_to_end(same, rng=random.Random(0), method="field")
+    assert again.ok and again is not first
+    deeper = proof.check_end_to_end(_derivation("4,3,2"))
+    mse = proof.check_end_to_end(derive(spec.network("4,3", "tanh", "mse")))
+    assert deeper.ok and mse.ok and len({id(first), id(deeper), id(mse)}) == 3
+    assert len(proof._LEMMAS_PROVED) == 3
+    good = _derivation("3,4,5,6")
+    deltas = dict(good.deltas)
+    deltas[2] = Hadamard(
+        MatMul(model.delta(3), Transpose(model.W(3))), ActivateDeriv(1, model.z(2))
+    )
+    wrong = dataclasses.replace(good, deltas=deltas)
+    assert not proof.check_end_to_end(wrong).ok and not proof.check_end_to_end(wrong).ok
+    assert len(proof._LEMMAS_PROVED) == 3
+
+
+def test_verify_decides_the_any_width_lemmas_once_per_process(monkeypatch):
+    """Their claims depend on nothing verify passes in: decided by the first network only."""
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", {})
+    names = ("step lemma, any width", "penalty lemma, any width")
+    first = {c.name: c for c in proof.verify(_derivation("4,3"), end_to_end_depth=0)}
+    penalised = derive(spec.network("3,4,2", l2=True))
+    again = {c.name: c for c in proof.verify(penalised, end_to_end_depth=0)}
+    third = {c.name: c for c in proof.verify(penalised, end_to_end_depth=0)}
+    assert first[names[0]].ok and again[names[0]] is first[names[0]]
+    assert again[names[1]].ok and third[names[1]] is again[names[1]]

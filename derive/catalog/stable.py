@@ -8,6 +8,8 @@ equal to its definition where the catalog uses it.
 
 from __future__ import annotations
 
+from functools import cache
+
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
 from sympy.codegen.numpy_nodes import logaddexp
@@ -64,6 +66,7 @@ def _stable_step(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
+@cache
 def stable(expr: sp.Expr) -> sp.Expr:
     """The form the generated code evaluates: equal to ``expr`` (``same`` checks)."""
     return sp.powsimp(_clamped(expr.replace(lambda e: True, _stable_step)))
