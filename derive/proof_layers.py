@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import sympy as sp
 
@@ -381,12 +382,12 @@ def _lemma_checks(network: Network) -> list[Check]:
             checks.append(proof_normalization.check_normalization(sample, size))
             continue
         block = sample_block(kind)
-        checks.append(_proved_once(("block lemma", kind), lambda b=block: check_block_lemma(b)))
+        checks.append(_proved_once(("block lemma", kind), partial(check_block_lemma, block)))
         if network.l2 and weights(block):
             checks.append(
                 _proved_once(
                     ("block lemma", kind, "penalty"),
-                    lambda b=block: check_block_lemma(b, penalty=True),
+                    partial(check_block_lemma, block, penalty=True),
                 )
             )
         if kind == "dense":
@@ -395,7 +396,7 @@ def _lemma_checks(network: Network) -> list[Check]:
             checks.append(
                 _proved_once(
                     ("block lemma, any width", kind),
-                    lambda k=kind: check_block_lemma_symbolic(k),
+                    partial(check_block_lemma_symbolic, kind),
                 )
             )
     return checks
