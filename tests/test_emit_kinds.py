@@ -523,13 +523,21 @@ def test_a_mask_for_a_layer_that_is_not_dropout_is_refused_in_both_targets(array
         call({5: mask})
 
 
+@pytest.fixture(scope="module")
+def projected_array_api(tmp_path_factory):
+    """PROJECTED's array API module, rendered once for every library and dtype."""
+    return render_array_api(PROJECTED, tmp_path_factory.mktemp("aa_proj"), name="aa_proj")
+
+
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
-def test_array_api_projection_matches_the_numpy_target(projected, library, dtype, rtol, tmp_path):
+def test_array_api_projection_matches_the_numpy_target(
+    projected, projected_array_api, library, dtype, rtol
+):
     import importlib
 
     _, np_mod = projected
-    aa = render_array_api(PROJECTED, tmp_path, name=f"aa_proj_{library}_{dtype}")
+    aa = projected_array_api
     xp = importlib.import_module(library)
     x, y = data(np.dtype(dtype), seed=12)
     params = random_params(np_mod, np.dtype(dtype))

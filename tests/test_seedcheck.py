@@ -179,10 +179,17 @@ def test_a_different_loss_is_noticed(monkeypatch):
         seedcheck.decide(eq, {})
 
 
-def test_json_on_the_command_line(tmp_path, monkeypatch, capsys):
+def test_json_on_the_command_line(verdicts, tmp_path, monkeypatch, capsys):
+    """The command line prints seedcheck.check()'s verdicts (the module's, decided once: the
+    fixture's) as JSON, and writes nothing."""
     monkeypatch.chdir(tmp_path)
+    asked = []
+    monkeypatch.setattr(seedcheck, "check", lambda: asked.append(True) or verdicts)
     assert cli.main(["--seed-check", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    assert asked == [True]
+    out = capsys.readouterr().out
+    assert out == seedcheck.as_json(verdicts)
+    rows = json.loads(out)
     assert len(rows) == len(seedcheck.seed_equations())
     for row in rows:
         assert row["verdict"] in (HOLDS, REORDERED, WRONG)
