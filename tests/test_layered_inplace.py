@@ -54,8 +54,17 @@ def given_masks(network, m, seed=3):
     }
 
 
-@pytest.mark.parametrize("given", [False, True], ids=["drawn-masks", "given-masks"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+# By default each dtype and each mask source once (float32 with drawn masks: a cast or a draw
+# in float64 would need a buffer); the other two pairs run in the slow suite.
+@pytest.mark.parametrize(
+    ("dtype", "given"),
+    [
+        pytest.param(np.float32, False, id="float32-drawn-masks"),
+        pytest.param(np.float64, True, id="float64-given-masks"),
+        pytest.param(np.float64, False, id="float64-drawn-masks", marks=pytest.mark.slow),
+        pytest.param(np.float32, True, id="float32-given-masks", marks=pytest.mark.slow),
+    ],
+)
 def test_steady_state_with_out_allocates_no_array(wide, dtype, given):
     """Also catches float32 work done in float64 (a cast needs a buffer) and a broadcast
     ufunc (its iterator allocates one)."""
