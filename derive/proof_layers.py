@@ -21,10 +21,12 @@ parameter gradient, the radicals of normalizations reduced as in ``engine``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 
 import sympy as sp
 
-from . import engine, model
+from . import engine, model, proof
 from .catalog import LossFunction
 from .check import Check
 from .derivation import ONE, Derivation, backward
@@ -341,8 +343,18 @@ grows fast with the depth (the prime-field method of dense networks does not tak
 normalizations' roots); every depth is covered by the block lemmas and the induction."""
 
 
+def _proved_once(key: tuple[object, ...], decide: Callable[[], Check]) -> Check:
+    """A default block lemma, decided once per process: its claim depends only on the kind
+    (``sample_block``), so a notebook or a grid deriving many networks decides it once.  Kept
+    in ``proof._LEMMAS_PROVED`` with the dense lemmas (the tests that mutate code clear that
+    one dict); a failure is never kept, and a claim passed in (a negative control) never
+    comes here."""
+    return proof._proved_once(("mixed", *key), decide)
+
+
 def _lemma_checks(network: Network) -> list[Check]:
-    """The block lemma of every kind in the network (with the penalty where it has weights)."""
+    """The block lemma of every kind in the network (with the penalty where it has weights),
+    each decided once per process (``_proved_once``)."""
     from . import proof_normalization
     from .normalization import BATCH_NORM, LAYER_NORM
     from .symbolic_widths import BLOCKS, check_block_lemma_symbolic, check_step_lemma_symbolic
@@ -370,13 +382,23 @@ def _lemma_checks(network: Network) -> list[Check]:
             checks.append(proof_normalization.check_normalization(sample, size))
             continue
         block = sample_block(kind)
-        checks.append(check_block_lemma(block))
+        checks.append(_proved_once(("block lemma", kind), partial(check_block_lemma, block)))
         if network.l2 and weights(block):
-            checks.append(check_block_lemma(block, penalty=True))
+            checks.append(
+                _proved_once(
+                    ("block lemma", kind, "penalty"),
+                    partial(check_block_lemma, block, penalty=True),
+                )
+            )
         if kind == "dense":
-            checks.append(check_step_lemma_symbolic())
+            checks.append(_proved_once(("step lemma, any width",), check_step_lemma_symbolic))
         if kind in BLOCKS:  # every width (the normalizations: symbolic_widths.BLOCKS says why not)
-            checks.append(check_block_lemma_symbolic(kind))
+            checks.append(
+                _proved_once(
+                    ("block lemma, any width", kind),
+                    partial(check_block_lemma_symbolic, kind),
+                )
+            )
     return checks
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import random
 import time
 from collections.abc import Callable, Iterable
 
@@ -159,14 +160,55 @@ def _equal_any(candidates: Iterable[Callable[[], sp.Expr]], rhs: sp.Expr) -> boo
     Both tests answer True only for equal expressions; the cheap one settles
     the usual case, so ``simplify`` runs only when it does not.  Candidates are
     made one at a time, and none after the first that has equal canonical forms.
+    The candidates are one sum in different orders: a difference that is not 0 at
+    one point (``_nonzero_at_a_point``) answers False for all of them, without
+    ``simplify`` (which could only fail on them: the wrong claims, the controls).
     """
     differences = []
     for make in candidates:
         difference = sp.expand(_canonical(make()) - rhs)
         if difference == 0:
             return True
+        if _nonzero_at_a_point(difference):
+            return False
         differences.append(difference)
     return any(sp.simplify(d) == 0 for d in differences)
+
+
+def _nonzero_at_a_point(difference: sp.Expr) -> bool:
+    """True only if ``difference`` is not identically 0: its value at one point is not 0.
+
+    The point: every width, index and offset (an integer symbol) a small integer (the
+    ranges are substitutions, so every value is in range), the dropout rate 1/3, every
+    matrix entry a rational from a fixed generator; the sums then are finite and expand.
+    What is left is exact: a polynomial with rational coefficients in the undefined
+    activations' values a_l(q), Da_l(q) at rational points, which are independent of one
+    another (some function takes any values at finitely many points), so a polynomial
+    that expands to non-zero is non-zero for some activation.  Anything else (a SymPy
+    ``Derivative``, as the step lemma's a'(x); a symbol not placed; a sum left) answers
+    False: nothing is decided here then.
+    """
+    if difference.has(sp.Derivative, sp.Subs):  # the step lemma's a'(x): not placed
+        return False
+    matrices = {base.label for base in difference.atoms(sp.IndexedBase)}
+    symbols = sorted(difference.free_symbols - difference.atoms(sp.Indexed) - matrices, key=str)
+    point: dict[sp.Basic, sp.Expr] = {}
+    for k, symbol in enumerate(symbols):
+        if symbol.is_integer and symbol.is_nonnegative:
+            point[symbol] = sp.Integer(1 + k % 2)
+        elif symbol is DROP_RATE:
+            point[symbol] = sp.Rational(1, 3)
+        else:
+            return False
+    value = difference.xreplace(point).doit()
+    rng = random.Random(2026)  # a fixed point: the same answer on every run
+    entries = sorted(value.atoms(sp.Indexed), key=str)
+    value = value.xreplace(
+        {e: sp.Rational(rng.randint(-40, 40), rng.randint(1, 9)) for e in entries}
+    )
+    if value.free_symbols or value.has(sp.Sum, sp.Piecewise):
+        return False
+    return bool(sp.expand(value) != 0)
 
 
 def _summed(

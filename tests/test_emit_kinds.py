@@ -402,12 +402,25 @@ def classifier(tmp_path_factory):
     )
 
 
-def test_fused_softmax_network_matches_torch_and_central_differences(classifier):
-    network, mod = classifier
+@pytest.fixture(scope="module")
+def small_classifier(tmp_path_factory):
+    """The classifier's kinds and fused softmax at widths 6 -> 5 -> 4: central differences
+    take two loss evaluations per parameter (the digits' 64 inputs: 1500 parameters)."""
+    return render(
+        "6,5,bn,ln,5+res,drop:0.1,4",
+        tmp_path_factory.mktemp("kinds"),
+        loss="softmax_cross_entropy",
+        activation="tanh,tanh,softmax",
+        name="small_kinds_classifier",
+    )
+
+
+def test_fused_softmax_network_matches_torch_and_central_differences(small_classifier):
+    network, mod = small_classifier
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((5, 64))
-    y = np.eye(10)[rng.integers(0, 10, 5)]
-    masks = {5: (rng.random((5, 16)) >= 0.1).astype(float)}
+    x = rng.standard_normal((5, 6))
+    y = np.eye(4)[rng.integers(0, 4, 5)]
+    masks = {5: (rng.random((5, 5)) >= 0.1).astype(float)}
     params = random_params(mod, np.float64, seed=6)
     _, grads = mod.backprop(params, x, y, state=mod.init_state(), masks=masks)
     _, ref_grads = torch_reference(network, params, x, y, masks, mod.EPS)
@@ -523,13 +536,21 @@ def test_a_mask_for_a_layer_that_is_not_dropout_is_refused_in_both_targets(array
         call({5: mask})
 
 
+@pytest.fixture(scope="module")
+def projected_array_api(tmp_path_factory):
+    """PROJECTED's array API module, rendered once for every library and dtype."""
+    return render_array_api(PROJECTED, tmp_path_factory.mktemp("aa_proj"), name="aa_proj")
+
+
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
-def test_array_api_projection_matches_the_numpy_target(projected, library, dtype, rtol, tmp_path):
+def test_array_api_projection_matches_the_numpy_target(
+    projected, projected_array_api, library, dtype, rtol
+):
     import importlib
 
     _, np_mod = projected
-    aa = render_array_api(PROJECTED, tmp_path, name=f"aa_proj_{library}_{dtype}")
+    aa = projected_array_api
     xp = importlib.import_module(library)
     x, y = data(np.dtype(dtype), seed=12)
     params = random_params(np_mod, np.dtype(dtype))

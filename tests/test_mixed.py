@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
 
@@ -18,6 +19,7 @@ from derive import (
     proof,
     proof_layers,
     spec,
+    symbolic_widths,
     verification,
 )
 from derive.derivation import Derivation, derive
@@ -249,6 +251,39 @@ def test_verify_runs_every_kinds_lemma_for_a_mixed_network():
     assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
     skipped = {c.name for c in checks if c.skipped}
     assert skipped == {"sum of shards", "end to end"}  # batch norm couples rows; depth 7
+
+
+def test_verify_decides_each_block_lemma_once_and_never_keeps_a_failure(monkeypatch):
+    """The block lemmas verify runs are decided once per process (in proof._LEMMAS_PROVED,
+    which the tests that mutate code clear); a negative control is decided afresh and never
+    kept, and a failed lemma is never kept."""
+    dense_only = {k: v for k, v in proof._LEMMAS_PROVED.items() if k[0] != "mixed"}
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", dict(dense_only))
+    derivation = derive(spec.network("3,3,drop:0.5,2"))  # the cheapest lemmas: dense, dropout
+    first = verification.verify(derivation, end_to_end_depth=0)
+    mixed = {k for k in proof._LEMMAS_PROVED if k[0] == "mixed"}
+    assert mixed == {
+        ("mixed", "block lemma", "dense"),
+        ("mixed", "block lemma", "drop"),
+        ("mixed", "step lemma, any width"),
+        ("mixed", "block lemma, any width", "drop"),
+    }
+    again = {c.name: c for c in verification.verify(derivation, end_to_end_depth=0)}
+    for check in first:
+        if "lemma" in check.name and check.name != "output lemma":
+            assert again[check.name] is check, check.name
+    block = proof_layers.sample_block("drop")
+    claims = proof_layers.block_claims(block)
+    claims[block.input] = Hadamard(abar(2), block.mask)  # without 1/(1 - p)
+    assert not proof_layers.check_block_lemma(block, claims).ok
+    assert {k for k in proof._LEMMAS_PROVED if k[0] == "mixed"} == mixed
+    failed = dataclasses.replace(again["dropout lemma, any width"], ok=False, detail="a1: differs")
+    monkeypatch.setattr(symbolic_widths, "check_block_lemma_symbolic", lambda kind: failed)
+    monkeypatch.setattr(proof, "_LEMMAS_PROVED", dict(dense_only))
+    checks = {c.name: c for c in verification.verify(derivation, end_to_end_depth=0)}
+    assert checks["dropout lemma, any width"] is failed
+    assert ("mixed", "block lemma, any width", "drop") not in proof._LEMMAS_PROVED
+    assert ("mixed", "block lemma", "drop") in proof._LEMMAS_PROVED
 
 
 @pytest.mark.slow

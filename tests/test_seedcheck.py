@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import subprocess
@@ -146,8 +147,10 @@ def test_a_correct_variant_holds_and_a_wrong_variant_is_wrong(index):
     if found.verdict == WRONG:
         right = _variant(eq, lambda n: seedcheck.derived_identity(eq, n))
     else:
-        order = found.reading
-        right = _variant(eq, lambda n: list(seedcheck.readings(eq.build(n)[1]))[order][1])
+        order = found.reading  # each n's reading made once (decide builds each n again)
+        right = _variant(
+            eq, functools.cache(lambda n: list(seedcheck.readings(eq.build(n)[1]))[order][1])
+        )
     assert seedcheck.decide(right, CACHE).verdict == HOLDS
 
     wrong = _variant(eq, lambda n: _mutate(eq.build(n)[1]))
@@ -179,10 +182,17 @@ def test_a_different_loss_is_noticed(monkeypatch):
         seedcheck.decide(eq, {})
 
 
-def test_json_on_the_command_line(tmp_path, monkeypatch, capsys):
+def test_json_on_the_command_line(verdicts, tmp_path, monkeypatch, capsys):
+    """The command line prints seedcheck.check()'s verdicts (the module's, decided once: the
+    fixture's) as JSON, and writes nothing."""
     monkeypatch.chdir(tmp_path)
+    asked = []
+    monkeypatch.setattr(seedcheck, "check", lambda: asked.append(True) or verdicts)
     assert cli.main(["--seed-check", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    assert asked == [True]
+    out = capsys.readouterr().out
+    assert out == seedcheck.as_json(verdicts)
+    rows = json.loads(out)
     assert len(rows) == len(seedcheck.seed_equations())
     for row in rows:
         assert row["verdict"] in (HOLDS, REORDERED, WRONG)

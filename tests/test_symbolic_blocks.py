@@ -79,3 +79,50 @@ def test_verify_reports_the_any_width_lemma_of_each_block_kind_and_the_document_
     for heading in ("residual", "residual with projection", "dropout"):
         assert f"One {heading} block, any width" in text
     assert "proved at fixed sizes only" in text
+
+
+def test_a_point_refutes_a_wrong_sum_and_never_a_true_one():
+    """``_nonzero_at_a_point`` (a wrong claim rejected without ``simplify``): a true identity
+    that is not equal on its face is never refuted; a transposed entry is; a symbol it cannot
+    place leaves the decision to ``simplify``."""
+    import sympy as sp
+
+    from derive.engine import generic_activation
+    from derive.symbolic_widths import DROP_RATE, _nonzero_at_a_point, n, r, s
+
+    x = sp.IndexedBase("x")
+    k, u = sp.symbols("k u", integer=True, nonnegative=True)
+    a, da = generic_activation(2)
+    whole = sp.Sum(x[r, k], (k, 0, n - 1))
+    split = sp.Sum(x[r, k], (k, 0, s)) + sp.Sum(x[r, k], (k, s + 1, n - 1))
+    true = (a(whole) * da(whole) / (1 - DROP_RATE) - a(split) * da(split) / (1 - DROP_RATE)).subs(
+        {n: s + 1 + u}
+    )
+    assert sp.expand(true) != 0  # equal only once the sums are split alike
+    assert not _nonzero_at_a_point(true)
+    transposed = (a(whole) - a(sp.Sum(x[k, r], (k, 0, n - 1)))).subs({n: s + 1 + u})
+    assert _nonzero_at_a_point(transposed)
+    assert not _nonzero_at_a_point(transposed * sp.Symbol("lam"))  # not placed: undecided
+
+
+@pytest.mark.parametrize(
+    ("kind", "wrong", "detail"),
+    [
+        ("res", "no skip", "a1: differs"),
+        pytest.param("res", "transposed", "W2: differs", marks=pytest.mark.slow),
+        pytest.param("proj", "wrong adjoint", "proj2: differs", marks=pytest.mark.slow),
+    ],
+)  # the cheapest control by default; the two that took 2-4 CPU-s through simplify: slow
+def test_the_controls_fail_through_simplify_alone(monkeypatch, kind, wrong, detail):
+    """The point only shortcuts: without it, ``simplify`` rejects the same claims."""
+    monkeypatch.setattr(symbolic_widths, "_nonzero_at_a_point", lambda difference: False)
+    block = sample_block(kind)
+    claims = symbolic_widths.block_claims_symbolic(kind)
+    if wrong == "no skip":
+        claims[block.input] = MatMul(delta(2), Transpose(W(2)))
+    elif wrong == "transposed":
+        claims[W(2)] = Transpose(claims[W(2)])
+    else:
+        claims[block.proj] = claims[W(2)]
+    check = symbolic_widths.check_block_lemma_symbolic(kind, claims)
+    assert not check.ok and check.detail == detail
