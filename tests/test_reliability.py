@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import catalog_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -108,9 +109,9 @@ def test_jinja_environment_is_strict():
 # --- the generated module at run time -------------------------------------------
 
 
-@pytest.fixture
-def mlp(make_module):
-    return make_module("5,3,7,1")
+@pytest.fixture(scope="module")
+def mlp():
+    return catalog_module("5,3,7,1", "tanh", "l2")  # rendered once: no test changes the module
 
 
 def test_save_and_load_params_round_trip(mlp, tmp_path):
