@@ -27,9 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from derive import naming, spec
-from derive.backends.numpy import module as numpy_module
-from derive.derivation import derive
+# derive (SymPy) is imported where a module is generated: --conditions-only never needs it
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,8 @@ CONFIGS = {
 
 def load_baseline(folder: Path, sizes: tuple[int, ...]):
     """The module for ``sizes`` that ``folder`` holds (an older derive's), or None."""
+    from derive import naming, spec
+
     name = naming.default_module_name(spec.network(",".join(map(str, sizes))))
     path = folder / f"{name}.py"
     if not path.exists():
@@ -64,6 +64,10 @@ def load_baseline(folder: Path, sizes: tuple[int, ...]):
 
 def generate(sizes: tuple[int, ...], folder: Path):
     """Generate (without the proof, which the CLI runs) and import the module for ``sizes``."""
+    from derive import naming, spec
+    from derive.backends.numpy import module as numpy_module
+    from derive.derivation import derive
+
     network = spec.network(",".join(map(str, sizes)))
     name = naming.default_module_name(network)
     path = folder / f"{name}.py"

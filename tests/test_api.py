@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT, central_difference
 
 import derive
-from derive import api, proof, spec
+from derive import api, cli, proof, spec
 from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive as derive_identities
 
@@ -100,19 +100,13 @@ def test_bad_input_is_the_command_lines_value_error(call, message):
         call()
 
 
-def test_the_same_message_as_the_command_line(tmp_path):
+def test_the_same_message_as_the_command_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError) as raised:
         derive.derive([20, 0, 10])
-    cli = subprocess.run(
-        [sys.executable, "-m", "derive", "--layers", "20,0,10"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(ROOT), "PATH": ""},
-    )
-    assert cli.returncode == 2
-    assert cli.stderr.strip() == f"derive: error: {raised.value}"
+    monkeypatch.chdir(tmp_path)  # the main() python -m derive runs (test_cli.py runs a process)
+    assert cli.main(["--layers", "20,0,10"]) == 2
+    assert capsys.readouterr().err.strip() == f"derive: error: {raised.value}"
+    assert not list(tmp_path.iterdir())
 
 
 def test_no_code_from_a_failed_proof():

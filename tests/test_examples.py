@@ -26,7 +26,8 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 def test_dask_lbfgs_on_a_local_cluster():
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
     pytest.importorskip("scipy", reason="scipy is not installed")
-    result = run("dask_lbfgs.py", "--rows", "4000", "--chunk", "2000", "--maxiter", "3")
+    # one L-BFGS iteration: the loss per row falls 4.08 -> 1.68, the example's check is "lower"
+    result = run("dask_lbfgs.py", "--rows", "4000", "--chunk", "2000", "--maxiter", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "relative gradient gap" in result.stdout
     assert "on 2 workers" in result.stdout

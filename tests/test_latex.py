@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 import pytest
 import sympy as sp
@@ -20,15 +21,17 @@ def widths(depth: int, first: int = 20, last: int = 10) -> str:
     return ",".join(map(str, [first, *[3 + (k % 7) for k in range(depth - 1)], last]))
 
 
-def _document(layers: str, activation: str = "tanh", loss: str = "l2") -> str:
+@cache  # a document is read by several tests (its notation, its title, its layout)
+def _document(layers: str, activation: str = "tanh", loss: str = "l2", end_to_end: int = 3) -> str:
     derivation = derive(spec.network(layers, activation, loss))
     return latex.document(
         derivation,
-        proof.verify(derivation, end_to_end_depth=3),
+        proof.verify(derivation, end_to_end_depth=end_to_end),
         naming.spec_command(derivation.network),
     )
 
 
+@cache
 def _body(layers: str, activation: str = "tanh", loss: str = "l2") -> str:
     derivation = derive(spec.network(layers, activation, loss))
     return latex.document_body(derivation, proof.verify(derivation, end_to_end_depth=0))
@@ -226,9 +229,7 @@ def test_layout_problems_reads_a_bad_log():
 def _check_layout(
     tmp_path, layers: str, activation: str, loss: str, max_pages: int, end_to_end: int = 3
 ) -> None:
-    derivation = derive(spec.network(layers, activation, loss))
-    checks = proof.verify(derivation, end_to_end_depth=end_to_end)
-    text = latex.document(derivation, checks, naming.spec_command(derivation.network))
+    text = _document(layers, activation, loss, end_to_end)
     assert "\\allowdisplaybreaks" in text  # long displays may break across pages
     pages, hboxes, vboxes = layout_problems(compile_latex(tmp_path, text))
     assert 0 < pages <= max_pages and not hboxes and vboxes == 0, (pages, hboxes, vboxes)

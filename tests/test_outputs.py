@@ -396,9 +396,9 @@ def test_end_to_end_depth_is_bounded(here, capsys, depth):
 
 def test_a_long_end_to_end_proof_is_announced(here, capsys, monkeypatch):
     monkeypatch.setattr(cli.proof, "verify", lambda derivation, end_to_end_depth: [])
-    deep = ",".join(["3"] * 151)
-    result = run_cli(capsys, "--layers", deep, "--end-to-end-depth", "150", "--out", "deep")
-    assert result.returncode == 0
+    deep = ",".join(["3"] * 151)  # --latex: the proof runs, and no 151-layer module is rendered
+    result = run_cli(capsys, "--layers", deep, "--end-to-end-depth", "150", "--latex")
+    assert result.returncode == 0 and r"\delta_{150}" in result.stdout
     assert "end-to-end proof at depth 150 takes about" in result.stderr
     quiet = run_cli(capsys, "--layers", "3,3,3", "--end-to-end-depth", "150")
     assert "takes about" not in quiet.stderr
@@ -457,6 +457,11 @@ def test_out_of_range_or_inexact_parameters_are_refused(here, capsys, value):
     assert tree(here) == {}
 
 
+_REGENERATED: dict[str, bytes] = {}
+"""What running a header's command wrote, by header: forms of one value (0.2, .2, 2e-1, ...)
+write the same header, whose command then runs once."""
+
+
 @pytest.mark.parametrize("form", ["leaky_relu:" + v for v in ACCEPTED] + ["elu:0.333333333333333"])
 def test_the_header_command_regenerates_the_exact_file_for_every_accepted_form(here, capsys, form):
     result = run_cli(
@@ -465,10 +470,12 @@ def test_the_header_command_regenerates_the_exact_file_for_every_accepted_form(h
     assert result.returncode == 0, result.stderr
     (first,) = (here / "a").iterdir()
     header = first.read_text().splitlines()[0].split("`")[1]
-    words = shlex.split(header)[3:]
-    again = run_cli(capsys, *words, "--out", "b", "--end-to-end-depth", "0")
-    assert again.returncode == 0, again.stderr
-    assert (here / "b" / first.name).read_bytes() == first.read_bytes()
+    if header not in _REGENERATED:
+        words = shlex.split(header)[3:]
+        again = run_cli(capsys, *words, "--out", "b", "--end-to-end-depth", "0")
+        assert again.returncode == 0, again.stderr
+        _REGENERATED[header] = (here / "b" / first.name).read_bytes()
+    assert _REGENERATED[header] == first.read_bytes()
     assert len(first.stem) < 40  # no long numbers in names
     act = catalog.activation(form)
     assert all(len(n) < 40 for n in (act.name, python_source.helper_name(act)))
