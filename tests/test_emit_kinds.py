@@ -14,8 +14,15 @@ from derive.backends.numpy import module as numpy_module
 from derive.derivation import derive
 from derive.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+torch = F = None  # bound by _import_torch: imported at collection it cost every worker 2.5 CPU-s
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _import_torch():
+    global torch, F
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+
 
 MIXED = "3,5,ln,5+res,drop:0.5,bn,2"
 """Every emitted kind in one network (a tanh network with the l2 loss)."""
